@@ -1,0 +1,219 @@
+"""Read the workbench's settings from the environment (a `.env` file is read if present).
+
+Every variable has an embedded default so that a fresh checkout runs on SQLite, in-process jobs and the local
+DingTalk sandbox. A malformed value stops start-up with a `ConfigError` naming the variable.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The sandbox reads the same variables with the same defaults, so the two work together out of the box.
+SANDBOX_CREDENTIALS = {
+    "DINGTALK_APP_KEY": "dingsandboxappkey001",
+    "DINGTALK_APP_SECRET": "sandbox-app-secret-not-for-production",
+    "DINGTALK_AGENT_ID": "3000000001",
+    "DINGTALK_CORP_ID": "dingsandboxcorp00001",
+    "DINGTALK_CALLBACK_TOKEN": "sandboxcallbacktoken",
+    "DINGTALK_CALLBACK_AES_KEY": "c2FuZGJveC1jYWxsYmFjay1hZXMta2V5LTMyYnl0ZXM",
+}
+DEFAULT_SANDBOX_PORT = 8790
+REAL_OAPI_BASE = "https://oapi.dingtalk.com"
+REAL_API_BASE = "https://api.dingtalk.com"
+DEV_SECRET_KEY = "dev-only-secret-key-change-me"
+DEV_ADMIN_TOKEN = "dev-admin-token"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the environment variable."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+
+
+@dataclass(frozen=True)
+class DingTalkSettings:
+    app_key: str
+    app_secret: str
+    agent_id: str
+    corp_id: str
+    callback_token: str
+    callback_aes_key: str
+    oapi_base: str
+    api_base: str
+    sandbox: bool  # True when no real app key is configured: the local sandbox stands in for DingTalk
+    qps: int = 20
+    api_qps: dict[str, int] = field(default_factory=dict)  # per-API overrides, keyed by path
+    monthly_api_quota: int = 5000
+    monthly_message_quota: int = 3000
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    redis_url: str | None
+    secret_key: str
+    dingtalk: DingTalkSettings
+    admin_token: str | None = None  # bearer credential for operator APIs until free-login and scopes exist
+    log_level: str = "INFO"
+    instance_path: Path = ROOT / "var"
+
+
+def load_settings(environ: Mapping[str, str] | None = None, *, read_dotenv: bool = True) -> Settings:
+    """Build `Settings` from `environ` (default: `os.environ` plus `.env`)."""
+    if environ is None:
+        if read_dotenv:
+            from dotenv import dotenv_values
+
+            # Real environment variables win over the file, as with every 12-factor loader.
+            env = {**dotenv_values(ROOT / ".env"), **os.environ}
+            environ = {k: v for k, v in env.items() if v is not None}
+        else:
+            environ = os.environ
+    env = {k: v for k, v in environ.items() if v != ""}
+
+    instance_path = Path(env.get("WORKBENCH_VAR_DIR", ROOT / "var"))
+    dingtalk = _dingtalk_settings(env)
+    secret_key = env.get("SECRET_KEY")
+    if secret_key is None:
+        if not dingtalk.sandbox:
+            raise ConfigError("SECRET_KEY", "must be set when a real DingTalk app is configured")
+        secret_key = DEV_SECRET_KEY
+    elif len(secret_key) < 16:
+        raise ConfigError("SECRET_KEY", "must be at least 16 characters")
+
+    admin_token = env.get("ADMIN_TOKEN", DEV_ADMIN_TOKEN if dingtalk.sandbox else None)
+    if admin_token is not None and len(admin_token) < 12:
+        raise ConfigError("ADMIN_TOKEN", "must be at least 12 characters")
+
+    return Settings(
+        database_url=_database_url(env.get("DATABASE_URL"), instance_path),
+        redis_url=_redis_url(env.get("REDIS_URL")),
+        secret_key=secret_key,
+        dingtalk=dingtalk,
+        admin_token=admin_token,
+        log_level=_choice(env, "LOG_LEVEL", "INFO", {"DEBUG", "INFO", "WARNING", "ERROR"}),
+        instance_path=instance_path,
+    )
+
+
+def _database_url(value: str | None, instance_path: Path) -> str:
+    if value is None:
+        return f"sqlite:///{instance_path / 'workbench.db'}"
+    try:
+        url = make_url(value)
+    except ArgumentError as exc:
+        raise ConfigError("DATABASE_URL", f"not a database URL ({exc})") from None
+    if url.get_backend_name() not in {"sqlite", "postgresql"}:
+        raise ConfigError("DATABASE_URL", "only sqlite:/// and postgresql:// URLs are supported")
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")  # psycopg 3 is the driver we ship
+    return url.render_as_string(hide_password=False)
+
+
+def _redis_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in {"redis", "rediss", "unix"} or (parts.scheme != "unix" and not parts.hostname):
+        raise ConfigError("REDIS_URL", "must look like redis://host:6379/0")
+    return value
+
+
+def _http_base(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, default).rstrip("/")
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.hostname or parts.path not in {"", "/"}:
+        raise ConfigError(name, f"must be a base URL like https://host[:port], got {value!r}")
+    try:
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        raise ConfigError(name, f"has a malformed port: {value!r}") from None
+    return value
+
+
+def _dingtalk_settings(env: Mapping[str, str]) -> DingTalkSettings:
+    sandbox = "DINGTALK_APP_KEY" not in env
+    if sandbox:
+        env = {**SANDBOX_CREDENTIALS, **env}
+        port = _positive_int(env, "SANDBOX_PORT", DEFAULT_SANDBOX_PORT)
+        default_oapi = default_api = f"http://127.0.0.1:{port}"
+    else:
+        default_oapi, default_api = REAL_OAPI_BASE, REAL_API_BASE
+        for name in ("DINGTALK_APP_SECRET", "DINGTALK_CORP_ID"):
+            if name not in env:
+                raise ConfigError(name, "must be set when DINGTALK_APP_KEY is set")
+
+    aes_key = env.get("DINGTALK_CALLBACK_AES_KEY", "")
+    if aes_key:
+        _check_aes_key(aes_key)
+    token = env.get("DINGTALK_CALLBACK_TOKEN", "")
+    if token and not re.fullmatch(r"[A-Za-z0-9]{3,64}", token):
+        raise ConfigError("DINGTALK_CALLBACK_TOKEN", "must be 3-64 letters and digits")
+
+    return DingTalkSettings(
+        app_key=env["DINGTALK_APP_KEY"],
+        app_secret=env["DINGTALK_APP_SECRET"],
+        agent_id=env.get("DINGTALK_AGENT_ID", ""),
+        corp_id=env["DINGTALK_CORP_ID"],
+        callback_token=token,
+        callback_aes_key=aes_key,
+        oapi_base=_http_base(env, "DINGTALK_OAPI_BASE", default_oapi),
+        api_base=_http_base(env, "DINGTALK_API_BASE", default_api),
+        sandbox=sandbox,
+        qps=_positive_int(env, "DINGTALK_QPS", 20),
+        api_qps=_api_qps(env.get("DINGTALK_API_QPS", "")),
+        monthly_api_quota=_positive_int(env, "DINGTALK_MONTHLY_API_QUOTA", 5000),
+        monthly_message_quota=_positive_int(env, "DINGTALK_MONTHLY_MESSAGE_QUOTA", 3000),
+    )
+
+
+def _check_aes_key(value: str) -> None:
+    if len(value) != 43:
+        raise ConfigError("DINGTALK_CALLBACK_AES_KEY", f"must be 43 characters, got {len(value)}")
+    try:
+        key = base64.b64decode(value + "=", validate=True)
+    except binascii.Error:
+        raise ConfigError("DINGTALK_CALLBACK_AES_KEY", "must be base64 characters (A-Z a-z 0-9 + /)") from None
+    if len(key) != 32:
+        raise ConfigError("DINGTALK_CALLBACK_AES_KEY", "must decode to a 32-byte AES key")
+
+
+def _api_qps(value: str) -> dict[str, int]:
+    """Parse `DINGTALK_API_QPS="/topapi/v2/user/list=40,/v1.0/robot/oToMessages/batchSend=10"`."""
+    limits: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        path, sep, qps = item.rpartition("=")
+        if not sep or not path.startswith("/") or not qps.isdigit() or int(qps) < 1:
+            raise ConfigError("DINGTALK_API_QPS", f"expected /api/path=QPS pairs separated by commas, got {item!r}")
+        limits[path] = int(qps)
+    return limits
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(name, f"must be a positive integer, got {raw!r}")
+    return int(raw)
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, allowed: set[str]) -> str:
+    value = env.get(name, default).upper()
+    if value not in allowed:
+        raise ConfigError(name, f"must be one of {', '.join(sorted(allowed))}")
+    return value

@@ -1,0 +1,89 @@
+import pytest
+
+from config import ConfigError, load_settings
+
+
+def settings(**env):
+    return load_settings(env, read_dotenv=False)
+
+
+def test_embedded_defaults_use_sqlite_in_process_jobs_and_the_sandbox(tmp_path):
+    s = settings(WORKBENCH_VAR_DIR=str(tmp_path))
+    assert s.database_url == f"sqlite:///{tmp_path}/workbench.db"
+    assert s.redis_url is None
+    assert s.dingtalk.sandbox
+    assert s.dingtalk.oapi_base == s.dingtalk.api_base == "http://127.0.0.1:8790"
+    assert len(s.dingtalk.callback_aes_key) == 43
+
+
+def test_sandbox_port_moves_both_bases():
+    assert settings(SANDBOX_PORT="9999").dingtalk.api_base == "http://127.0.0.1:9999"
+
+
+def test_real_app_key_points_at_real_dingtalk_and_requires_secrets():
+    real = dict(DINGTALK_APP_KEY="dingabc", DINGTALK_APP_SECRET="s", DINGTALK_CORP_ID="ding1", SECRET_KEY="x" * 32)
+    s = settings(**real)
+    assert not s.dingtalk.sandbox
+    assert s.dingtalk.oapi_base == "https://oapi.dingtalk.com"
+    assert s.dingtalk.api_base == "https://api.dingtalk.com"
+    with pytest.raises(ConfigError, match="SECRET_KEY"):
+        settings(**{**real, "SECRET_KEY": ""})
+    with pytest.raises(ConfigError, match="DINGTALK_APP_SECRET"):
+        settings(DINGTALK_APP_KEY="dingabc", DINGTALK_CORP_ID="c", SECRET_KEY="x" * 32)
+
+
+def test_postgres_url_gets_the_psycopg3_driver():
+    s = settings(DATABASE_URL="postgresql://u:p@db:5432/wb")
+    assert s.database_url == "postgresql+psycopg://u:p@db:5432/wb"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DATABASE_URL", "not a url"),
+        ("DATABASE_URL", "mysql://u@h/db"),
+        ("REDIS_URL", "http://localhost:6379"),
+        ("DINGTALK_CALLBACK_AES_KEY", "a" * 42),
+        ("DINGTALK_CALLBACK_AES_KEY", "!" * 43),
+        ("DINGTALK_OAPI_BASE", "ftp://oapi.dingtalk.com"),
+        ("DINGTALK_API_BASE", "http://127.0.0.1:notaport"),
+        ("DINGTALK_CALLBACK_TOKEN", "has spaces"),
+        ("DINGTALK_QPS", "0"),
+        ("DINGTALK_API_QPS", "/topapi/v2/user/list=fast"),
+        ("LOG_LEVEL", "LOUD"),
+    ],
+)
+def test_malformed_settings_stop_start_up_naming_the_variable(variable, value):
+    with pytest.raises(ConfigError) as info:
+        settings(**{variable: value})
+    assert info.value.variable == variable
+    assert str(info.value).startswith(variable)
+
+
+def test_per_api_qps_overrides():
+    s = settings(DINGTALK_API_QPS="/topapi/v2/user/list=40, /v1.0/robot/oToMessages/batchSend=10")
+    assert s.dingtalk.api_qps == {"/topapi/v2/user/list": 40, "/v1.0/robot/oToMessages/batchSend": 10}
+
+
+def test_wsgi_exits_with_the_variable_name_on_a_config_error(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", "import wsgi"],
+        env={"DINGTALK_CALLBACK_AES_KEY": "x" * 42, "PATH": "", "WORKBENCH_VAR_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        cwd=str(__import__("config").settings.ROOT),
+    )
+    assert result.returncode == 1
+    assert "configuration error: DINGTALK_CALLBACK_AES_KEY" in result.stderr
+
+
+def test_admin_token_has_a_dev_default_only_in_sandbox_mode():
+    assert settings().admin_token == "dev-admin-token"
+    real = dict(DINGTALK_APP_KEY="dingabc", DINGTALK_APP_SECRET="s", DINGTALK_CORP_ID="ding1", SECRET_KEY="x" * 32)
+    assert settings(**real).admin_token is None
+    assert settings(**real, ADMIN_TOKEN="a-long-operator-token").admin_token == "a-long-operator-token"
+    with pytest.raises(ConfigError, match="ADMIN_TOKEN"):
+        settings(ADMIN_TOKEN="short")

@@ -1,0 +1,69 @@
+"""The job queue facade in both modes, and periodic jobs claimed once per slot across processes."""
+
+import redis as redis_lib
+from flask import Flask
+
+from workbench.queue import JobQueue
+
+RESULTS: list = []
+
+
+def record(value):
+    RESULTS.append(value)
+
+
+def explode():
+    raise RuntimeError("boom")
+
+
+def make_queue(redis=None) -> JobQueue:
+    return JobQueue(Flask(__name__), redis)
+
+
+def test_in_process_jobs_run_in_order_with_an_app_context():
+    RESULTS.clear()
+    queue = make_queue()
+    queue.retry_intervals = [0, 0]
+    for value in range(5):
+        queue.enqueue(record, value)
+    queue.enqueue(explode, retries=2)  # a failing job is retried, then given up, without stopping the worker
+    queue.enqueue(record, "after")
+    queue.join()
+    assert RESULTS == [0, 1, 2, 3, 4, "after"]
+
+
+def test_rq_jobs_run_in_a_worker_and_a_job_id_is_enqueued_once(redis_client: redis_lib.Redis):
+    RESULTS.clear()
+    queue = make_queue(redis_client)
+    queue.enqueue(record, "a", job_id="same")
+    queue.enqueue(record, "a", job_id="same")  # still pending: not queued twice
+    queue.enqueue(record, "b")
+    with queue.app.app_context():
+        queue.work(burst=True)
+    assert RESULTS == ["a", "b"]
+
+
+def test_periodic_slot_is_claimed_once_across_processes(redis_client: redis_lib.Redis):
+    first, second = make_queue(redis_client), make_queue(redis_client)
+    for queue in (first, second):
+        queue.every(60, record, name="reconcile")
+    now = 1_800_000_000.0
+    assert first.tick(now) == ["reconcile"]
+    assert second.tick(now + 1) == []  # same slot, another process
+    assert second.tick(now + 60) == ["reconcile"]  # next slot
+    assert len(first.rq_queue) == 2
+
+
+def test_periodic_in_process():
+    RESULTS.clear()
+    queue = make_queue()
+    queue.every(30, "tests.workbench.test_queue.record_tick", name="tick")
+    assert queue.tick(0) == ["tick"]
+    assert queue.tick(10) == []
+    assert queue.tick(30) == ["tick"]
+    queue.join()
+    assert RESULTS == ["tick", "tick"]
+
+
+def record_tick():
+    RESULTS.append("tick")

@@ -1,0 +1,29 @@
+"""The core the parts share: the app factory, database, queue, errors, logging and the DingTalk gateway."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from config import Settings, load_settings
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the workbench app; each package wires itself in with `init_app`.
+
+    Raises `config.ConfigError` (naming the variable) when a setting is malformed.
+    """
+    settings = settings or load_settings()
+    app = Flask(__name__, instance_path=str(settings.instance_path), instance_relative_config=False)
+    app.config.from_mapping(SETTINGS=settings, SECRET_KEY=settings.secret_key, JSON_AS_ASCII=False)
+
+    from workbench import api, cli, db, dingtalk, errors, health, logs, queue
+
+    logs.init_app(app)
+    db.init_app(app)
+    queue.init_app(app)
+    api.init_app(app)
+    errors.init_app(app)
+    dingtalk.init_app(app)
+    health.init_app(app)
+    cli.init_app(app)
+    return app
