@@ -97,8 +97,7 @@ def _api(sandbox: SandboxProcess, method: str, path: str, body: Any) -> requests
 
 
 def test_auto_mode_pushes_over_http_until_a_stream_client_connects(stream_sandbox: SandboxProcess, receiver) -> None:
-    if stream_sandbox.admin("GET", "stream").json()["connections"]:
-        pytest.skip("a stream client is already connected")
+    assert not stream_sandbox.admin("GET", "stream").json()["connections"], "a stream client is still connected"
     delivery = stream_sandbox.admin("POST", "events", json={"event_type": "org_change", "data": {"x": 1}}).json()
     assert delivery["delivery"]["attempts"][0]["channel"] == "http"
 
