@@ -68,6 +68,8 @@ class Settings:
     secret_key: str
     dingtalk: DingTalkSettings
     admin_token: str | None = None  # bearer credential for operator APIs until free-login and scopes exist
+    org_sync_max_delete_share: float = 0.05  # a sync that would delete more members or nodes stops and alerts
+    org_sync_reconcile_seconds: int = 24 * 3600  # between reconciliations; 0 switches them off
     log_level: str = "INFO"
     instance_path: Path = ROOT / "var"
 
@@ -105,6 +107,8 @@ def load_settings(environ: Mapping[str, str] | None = None, *, read_dotenv: bool
         secret_key=secret_key,
         dingtalk=dingtalk,
         admin_token=admin_token,
+        org_sync_max_delete_share=_share(env, "ORG_SYNC_MAX_DELETE_SHARE", 0.05),
+        org_sync_reconcile_seconds=_non_negative_int(env, "ORG_SYNC_RECONCILE_SECONDS", 24 * 3600),
         log_level=_choice(env, "LOG_LEVEL", "INFO", {"DEBUG", "INFO", "WARNING", "ERROR"}),
         instance_path=instance_path,
     )
@@ -210,6 +214,28 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     if not raw.isdigit() or int(raw) < 1:
         raise ConfigError(name, f"must be a positive integer, got {raw!r}")
     return int(raw)
+
+
+def _non_negative_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit():
+        raise ConfigError(name, f"must be a whole number of seconds, got {raw!r}")
+    return int(raw)
+
+
+def _share(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 1:
+        raise ConfigError(name, f"must be a fraction between 0 and 1 (0.05 = 5%), got {raw!r}")
+    return value
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, allowed: set[str]) -> str:

@@ -7,9 +7,10 @@ export PORT="${PORT:-8000}" SANDBOX_PORT="${SANDBOX_PORT:-8790}"
 export WORKBENCH_CALLBACK_URL="${WORKBENCH_CALLBACK_URL:-http://127.0.0.1:$PORT/dingtalk/callback}"
 bin=.venv/bin
 pids=()
+sync_pid=
 stop() {
   trap - INT TERM EXIT
-  [ ${#pids[@]} -gt 0 ] && kill "${pids[@]}" 2>/dev/null || true
+  [ ${#pids[@]} -gt 0 ] && kill "${pids[@]}" $sync_pid 2>/dev/null || true
   wait 2>/dev/null || true
 }
 trap stop INT TERM EXIT
@@ -38,12 +39,18 @@ for _ in $(seq 1 300); do
   curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break
   sleep 0.2
 done
+if [ "$use_sandbox" = yes ]; then
+  # Mirror the sandbox's province so the workbench has its organisation tree from the start.
+  mkdir -p var && "$bin/flask" --app wsgi org-sync full > var/org-sync.log 2>&1 &
+  sync_pid=$!
+fi
 cat <<TXT
 
   工作台 workbench   http://127.0.0.1:$PORT            (readiness: /readyz, API docs: /api/docs)
   jobs              $( [ -n "${REDIS_URL:-}" ] && echo "RQ worker on $REDIS_URL" || echo "in-process (set REDIS_URL for RQ workers)" )
 $( [ "$use_sandbox" = yes ] && echo "  钉钉 sandbox       http://127.0.0.1:$SANDBOX_PORT/_sandbox/   (inbox; scale ${SANDBOX_SCALE:-small}, seed ${SANDBOX_SEED:-1})" )
+$( [ "$use_sandbox" = yes ] && echo "  org tree          syncing from the sandbox (var/org-sync.log); then /api/org/nodes?q=医院 with 'Authorization: Bearer dev-admin-token'" )
   Ctrl-C stops everything.
 
 TXT
-wait -n "${pids[@]}"
+wait -n "${pids[@]}"  # the sandbox, the web app or the worker ended: stop the rest

@@ -26,4 +26,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     dingtalk.init_app(app)
     health.init_app(app)
     cli.init_app(app)
+
+    import org_sync
+
+    org_sync.init_app(app)
     return app

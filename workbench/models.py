@@ -1,9 +1,24 @@
 """Every model of every part, imported so that Alembic sees the whole schema."""
 
+from org_sync.models import OrgChange, OrgMember, OrgMembership, OrgNode, OrgSyncRun
+from org_sync.staging import OrgStageDept, OrgStageMembership, OrgStageUser, OrgSyncLock
 from workbench.db import Model
 from workbench.dingtalk.events import DingTalkEvent
 from workbench.dingtalk.meter import QuotaUsage
 
 metadata = Model.metadata
 
-__all__ = ["DingTalkEvent", "QuotaUsage", "metadata"]
+__all__ = [
+    "DingTalkEvent",
+    "OrgChange",
+    "OrgMember",
+    "OrgMembership",
+    "OrgNode",
+    "OrgStageDept",
+    "OrgStageMembership",
+    "OrgStageUser",
+    "OrgSyncLock",
+    "OrgSyncRun",
+    "QuotaUsage",
+    "metadata",
+]

@@ -51,6 +51,9 @@ def test_postgres_url_gets_the_psycopg3_driver():
         ("DINGTALK_QPS", "0"),
         ("DINGTALK_API_QPS", "/topapi/v2/user/list=fast"),
         ("LOG_LEVEL", "LOUD"),
+        ("ORG_SYNC_MAX_DELETE_SHARE", "5%"),
+        ("ORG_SYNC_MAX_DELETE_SHARE", "1.5"),
+        ("ORG_SYNC_RECONCILE_SECONDS", "-1"),
     ],
 )
 def test_malformed_settings_stop_start_up_naming_the_variable(variable, value):
