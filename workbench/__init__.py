@@ -30,4 +30,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     import org_sync
 
     org_sync.init_app(app)
+    import bot
+
+    bot.init_app(app)
     return app

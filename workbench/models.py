@@ -1,5 +1,6 @@
 """Every model of every part, imported so that Alembic sees the whole schema."""
 
+from bot.models import BotCard, DailySend, OutboxMessage, WebhookRobot
 from org_sync.models import OrgChange, OrgMember, OrgMembership, OrgNode, OrgSyncRun
 from org_sync.staging import OrgStageDept, OrgStageMembership, OrgStageUser, OrgSyncLock
 from workbench.db import Model
@@ -9,6 +10,8 @@ from workbench.dingtalk.meter import QuotaUsage
 metadata = Model.metadata
 
 __all__ = [
+    "BotCard",
+    "DailySend",
     "DingTalkEvent",
     "OrgChange",
     "OrgMember",
@@ -19,6 +22,8 @@ __all__ = [
     "OrgStageUser",
     "OrgSyncLock",
     "OrgSyncRun",
+    "OutboxMessage",
     "QuotaUsage",
+    "WebhookRobot",
     "metadata",
 ]
