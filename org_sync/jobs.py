@@ -38,4 +38,5 @@ def enqueue_full_sync(corp_id: str | None = None, resume: bool = True) -> str:
 def schedule(app: Flask) -> None:
     seconds = app.config["SETTINGS"].org_sync_reconcile_seconds  # nightly by default; 0 switches it off
     if seconds > 0:
-        app.extensions["workbench.queue"].every(seconds, reconcile_job, name="org-sync-reconcile")
+        # 02:10 China time (18:10 UTC): off-peak, and off the top of the hour as DingTalk advises.
+        app.extensions["workbench.queue"].every(seconds, reconcile_job, name="org-sync-reconcile", offset=65400)

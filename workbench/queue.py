@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 QUEUE_NAME = "workbench"
 RETRY_INTERVALS = [5, 30, 120, 600]  # seconds between attempts of a failing job
+SLOT_GRACE = 120  # seconds after a periodic slot begins during which a scheduler may still start it
 
 
 def job_path(func: Callable | str) -> str:
@@ -44,6 +45,7 @@ class PeriodicJob:
     name: str
     seconds: int
     func: str
+    offset: int = 0  # seconds after each multiple of `seconds` (UTC epoch) at which the slot starts
 
 
 class JobQueue:
@@ -146,18 +148,24 @@ class JobQueue:
             self._local.join()
 
     # --- periodic jobs ---------------------------------------------------------------------------------------
-    def every(self, seconds: int, func: Callable | str, *, name: str | None = None) -> None:
-        """Declare `func()` to run every `seconds` (called from a part's `init_app`)."""
+    def every(self, seconds: int, func: Callable | str, *, name: str | None = None, offset: int = 0) -> None:
+        """Declare `func()` to run every `seconds`, at `offset` into each period (e.g. a nightly job at 02:10
+        China time: `every(86400, f, offset=18 * 3600 + 600)`). Called from a part's `init_app`."""
         path = job_path(func)
         name = name or path
-        self.periodic[name] = PeriodicJob(name, seconds, path)
+        self.periodic[name] = PeriodicJob(name, seconds, path, offset % seconds)
 
     def tick(self, now: float | None = None) -> list[str]:
-        """Enqueue the periodic jobs whose slot has come; returns their names. Safe to call from many processes."""
+        """Enqueue the periodic jobs whose slot has just begun; returns their names. Safe to call from many
+        processes. A slot is only started within `SLOT_GRACE` of its beginning, so restarting a process in the
+        middle of the day does not run the nightly job again; a slot missed while no scheduler ran is skipped."""
         now = time.time() if now is None else now
         due = []
         for job in self.periodic.values():
-            slot = int(now // job.seconds)
+            slot, into = divmod(now - job.offset, job.seconds)
+            if into > min(job.seconds, SLOT_GRACE):
+                continue
+            slot = int(slot)
             if self._claim(f"workbench:periodic:{job.name}:{slot}", job.seconds):
                 self.enqueue(job.func, job_id=f"periodic-{job.name.replace('.', '-')}-{slot}")
                 due.append(job.name)

@@ -65,5 +65,14 @@ def test_periodic_in_process():
     assert RESULTS == ["tick", "tick"]
 
 
+def test_periodic_slots_start_only_near_their_beginning_and_at_their_offset():
+    queue = make_queue()
+    queue.every(86400, record, name="nightly", offset=18 * 3600 + 600)  # 02:10 China time
+    midnight_utc = 1_800_057_600.0  # a UTC midnight
+    assert queue.tick(midnight_utc + 3 * 3600) == []  # a restart in the middle of the day runs nothing
+    assert queue.tick(midnight_utc + 18 * 3600 + 600 + 5) == ["nightly"]
+    assert queue.tick(midnight_utc + 18 * 3600 + 600 + 30) == []  # once per slot
+
+
 def record_tick():
     RESULTS.append("tick")
