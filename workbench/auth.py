@@ -21,4 +21,8 @@ def require_admin(view: Callable) -> Callable:
             raise ApiError("unauthorized", "需要管理员凭证 (Authorization: Bearer <ADMIN_TOKEN>)", status=401)
         return view(*args, **kwargs)
 
+    # Declare the credential in the OpenAPI description (flask-smorest reads `_apidoc` when the route registers).
+    doc = getattr(wrapped, "_apidoc", {})
+    doc.setdefault("manual_doc", {})["security"] = [{"adminToken": []}]
+    wrapped._apidoc = doc
     return wrapped

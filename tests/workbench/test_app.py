@@ -50,7 +50,11 @@ def test_openapi_and_docs_are_served(client):
     spec = client.get("/api/openapi.json")
     assert spec.status_code == 200
     assert spec.get_json()["openapi"].startswith("3.")
-    assert {"/healthz", "/readyz"} <= set(spec.get_json()["paths"])
+    paths = spec.get_json()["paths"]
+    assert {"/healthz", "/readyz"} <= set(paths)
+    assert spec.get_json()["components"]["securitySchemes"]["adminToken"]["scheme"] == "bearer"
+    assert paths["/api/org/nodes"]["get"]["security"] == [{"adminToken": []}]
+    assert "security" not in paths["/healthz"]["get"]
     docs = client.get("/api/docs")
     assert docs.status_code == 200
     assert b"swagger" in docs.data.lower()
