@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections import defaultdict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -53,7 +54,7 @@ class Call:
         return [u for _row, userids in self.parts for u in userids]
 
 
-class Channel:
+class Channel(ABC):
     name: str = ""
     quota_kind: str = "api"  # which monthly quota its calls count against (dingtalk.md §8.4)
     idempotent: bool = False
@@ -84,9 +85,9 @@ class Channel:
         """Whether the call may go now (a channel-level rate limit); a refused call waits for the next run."""
         return True
 
+    @abstractmethod
     def send(self, call: Call) -> dict:
         """Make the call; return DingTalk's ids for the rows (raises `DingTalkError`)."""
-        raise NotImplementedError
 
 
 class WebhookChannel(Channel):
