@@ -202,9 +202,10 @@ class JobQueue:
 
         stop = self.start_scheduler_thread() if not burst else None
         # SimpleWorker runs jobs in this process, inside the app context pushed by the CLI: no fork per job,
-        # so the database pool and the gateway's token cache are reused.
+        # so the database pool and the gateway's token cache are reused. RQ's scheduler puts retries that wait
+        # (Retry intervals) back on the queue; without it a failed job would never run again.
         try:
-            SimpleWorker([self.rq_queue], connection=self.redis).work(burst=burst, with_scheduler=False)
+            SimpleWorker([self.rq_queue], connection=self.redis).work(burst=burst, with_scheduler=not burst)
         finally:
             if stop:
                 stop.set()

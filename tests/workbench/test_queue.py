@@ -1,8 +1,14 @@
 """The job queue facade in both modes, and periodic jobs claimed once per slot across processes."""
 
+import os
+import subprocess
+import sys
+import time
+
 import redis as redis_lib
 from flask import Flask
 
+from tests.support.sandbox import ROOT
 from workbench.queue import JobQueue
 
 RESULTS: list = []
@@ -76,3 +82,33 @@ def test_periodic_slots_start_only_near_their_beginning_and_at_their_offset():
 
 def record_tick():
     RESULTS.append("tick")
+
+
+def fail_once(counter_key: str) -> None:
+    """A job that fails on its first attempt (counted in Redis, shared with the test process)."""
+    client = redis_lib.Redis.from_url(os.environ["REDIS_URL"])
+    if client.incr(counter_key) == 1:
+        raise RuntimeError("first attempt fails")
+
+
+def test_a_failed_rq_job_is_retried_after_its_interval_by_the_worker(redis_client, redis_url, tmp_path):
+    """Retries that wait (RQ Retry intervals) need the worker's scheduler; `flask worker` runs it."""
+    queue = make_queue(redis_client)
+    queue.retry_intervals = [1]
+    queue.enqueue(fail_once, "retry-counter", retries=1)
+    env = {**os.environ, "REDIS_URL": redis_url, "WORKBENCH_VAR_DIR": str(tmp_path)}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "worker"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and int(redis_client.get("retry-counter") or 0) < 2:
+            time.sleep(0.2)
+    finally:
+        worker.terminate()
+        worker.wait(10)
+    assert int(redis_client.get("retry-counter")) == 2
