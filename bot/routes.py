@@ -9,7 +9,7 @@ from flask import jsonify, request
 from bot import cards, outbox, schemas
 from bot.models import OutboxMessage
 from workbench.api import Blueprint
-from workbench.auth import require_admin
+from workbench.auth import require_province_admin
 from workbench.db import session
 from workbench.dingtalk import get_meter
 from workbench.errors import ApiError
@@ -18,7 +18,7 @@ bp = Blueprint("bot", __name__, url_prefix="/api/bot", description="消息与卡
 
 
 @bp.route("/outbox", methods=["GET"])
-@require_admin
+@require_province_admin
 @bp.arguments(schemas.OutboxArgsSchema, location="query")
 @bp.response(200, schemas.OutboxPageSchema)
 def list_outbox(args: dict) -> dict:
@@ -35,7 +35,7 @@ def list_outbox(args: dict) -> dict:
 
 
 @bp.route("/outbox/counts", methods=["GET"])
-@require_admin
+@require_province_admin
 @bp.response(200, schemas.OutboxCountsSchema)
 def outbox_counts() -> dict:
     """Rows per state, and this month's DingTalk quota use."""
@@ -43,7 +43,7 @@ def outbox_counts() -> dict:
 
 
 @bp.route("/outbox/<int:message_id>", methods=["GET"])
-@require_admin
+@require_province_admin
 @bp.response(200, schemas.OutboxMessageSchema)
 def get_outbox_message(message_id: int) -> OutboxMessage:
     row = session().get(OutboxMessage, message_id)
@@ -53,7 +53,7 @@ def get_outbox_message(message_id: int) -> OutboxMessage:
 
 
 @bp.route("/outbox/<int:message_id>/retry", methods=["POST"])
-@require_admin
+@require_province_admin
 @bp.response(200, schemas.OutboxMessageSchema)
 def retry_outbox_message(message_id: int) -> OutboxMessage:
     """Queue a failed or held row again."""
@@ -61,7 +61,7 @@ def retry_outbox_message(message_id: int) -> OutboxMessage:
 
 
 @bp.route("/robots", methods=["POST"])
-@require_admin
+@require_province_admin
 @bp.arguments(schemas.RobotSchema)
 @bp.response(201, schemas.RobotSchema)
 def put_robot(body: dict):

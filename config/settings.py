@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import os
 import re
 from collections.abc import Mapping
@@ -67,7 +69,13 @@ class Settings:
     redis_url: str | None
     secret_key: str
     dingtalk: DingTalkSettings
-    admin_token: str | None = None  # bearer credential for operator APIs until free-login and scopes exist
+    admin_token: str | None = None  # the deploy-time operator credential (whole tree, every action audited)
+    jwt_keys: tuple[tuple[str, str], ...] = ()  # (key id, secret); the first signs, all verify (rotation)
+    jwt_issuer: str = "medcommunity-workbench"
+    jwt_audience: str = "workbench"
+    access_token_seconds: int = 15 * 60
+    refresh_token_seconds: int = 30 * 86400
+    audit_retention_days: int = 365
     org_sync_max_delete_share: float = 0.05  # a sync that would delete more members or nodes stops and alerts
     org_sync_reconcile_seconds: int = 24 * 3600  # between reconciliations; 0 switches them off
     log_level: str = "INFO"
@@ -101,12 +109,22 @@ def load_settings(environ: Mapping[str, str] | None = None, *, read_dotenv: bool
     if admin_token is not None and len(admin_token) < 12:
         raise ConfigError("ADMIN_TOKEN", "must be at least 12 characters")
 
+    retention = _non_negative_int(env, "AUDIT_RETENTION_DAYS", 365)
+    if retention < 180:
+        raise ConfigError("AUDIT_RETENTION_DAYS", "must be at least 180 (audit records are kept 180 days or more)")
+
     return Settings(
         database_url=_database_url(env.get("DATABASE_URL"), instance_path),
         redis_url=_redis_url(env.get("REDIS_URL")),
         secret_key=secret_key,
         dingtalk=dingtalk,
         admin_token=admin_token,
+        jwt_keys=_jwt_keys(env.get("JWT_KEYS"), secret_key),
+        jwt_issuer=env.get("JWT_ISSUER", "medcommunity-workbench"),
+        jwt_audience=env.get("JWT_AUDIENCE", "workbench"),
+        access_token_seconds=_positive_int(env, "ACCESS_TOKEN_SECONDS", 15 * 60),
+        refresh_token_seconds=_positive_int(env, "REFRESH_TOKEN_SECONDS", 30 * 86400),
+        audit_retention_days=retention,
         org_sync_max_delete_share=_share(env, "ORG_SYNC_MAX_DELETE_SHARE", 0.05),
         org_sync_reconcile_seconds=_non_negative_int(env, "ORG_SYNC_RECONCILE_SECONDS", 24 * 3600),
         log_level=_choice(env, "LOG_LEVEL", "INFO", {"DEBUG", "INFO", "WARNING", "ERROR"}),
@@ -243,3 +261,22 @@ def _choice(env: Mapping[str, str], name: str, default: str, allowed: set[str]) 
     if value not in allowed:
         raise ConfigError(name, f"must be one of {', '.join(sorted(allowed))}")
     return value
+
+
+def _jwt_keys(value: str | None, secret_key: str) -> tuple[tuple[str, str], ...]:
+    """`JWT_KEYS=kid2:secret2,kid1:secret1`: the first key signs, every key verifies, so a new key can be put
+    first and the old one dropped after the longest access token has expired. Default: one key from SECRET_KEY."""
+    if value is None:
+        derived = hmac.new(secret_key.encode(), b"workbench-jwt", hashlib.sha256).hexdigest()
+        return (("k1", derived),)
+    keys: list[tuple[str, str]] = []
+    for item in value.split(","):
+        kid, sep, secret = item.strip().partition(":")
+        if not sep or not re.fullmatch(r"[A-Za-z0-9._-]{1,32}", kid):
+            raise ConfigError("JWT_KEYS", "expected kid:secret pairs separated by commas (kid: letters, digits, ._-)")
+        if len(secret) < 32:
+            raise ConfigError("JWT_KEYS", f"the secret of key {kid!r} must be at least 32 characters")
+        keys.append((kid, secret))
+    if len({kid for kid, _ in keys}) != len(keys):
+        raise ConfigError("JWT_KEYS", "key ids must be unique")
+    return tuple(keys)

@@ -1,7 +1,9 @@
 """Reads of the organisation tree, and the one write an admin makes (a level override).
 
-Plain functions over the database, no Flask request: routes, jobs and other parts call them alike. Only live
-(not soft-deleted) nodes, members and memberships are ever shown. Mobiles are stored masked and shown masked.
+Plain functions over the database, no Flask request: routes, jobs and other parts call them alike. Every read
+is limited to the caller's `Scope` (their positions' subtrees; `workbench.auth.principal`): a node or member
+outside it answers 404, exactly like one that does not exist. Only live (not soft-deleted) nodes, members and
+memberships are ever shown. Mobiles are stored masked and shown masked.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from sqlalchemy import orm
 from org_sync import apply
 from org_sync.models import LEVELS, OrgMember, OrgMembership, OrgNode
 from workbench import db
+from workbench.auth.principal import Scope
 from workbench.errors import ApiError
 from workbench.privacy import mask_mobile
 
@@ -33,9 +36,9 @@ class Page:
     page_size: int
 
 
-def _live_node(node_id: int) -> OrgNode:
+def _live_node(node_id: int, scope: Scope) -> OrgNode:
     node = db.session().get(OrgNode, node_id)
-    if node is None or node.deleted_at is not None:
+    if node is None or node.deleted_at is not None or not scope.covers_path(node.path):
         raise ApiError("not_found", f"组织节点 {node_id} 不存在", status=404, field="id")
     return node
 
@@ -66,10 +69,11 @@ def _paged(query: sa.Select, page: int, page_size: int) -> Page:
     return Page([node_view(n) for n in rows], total, page, page_size)
 
 
-def get_node(node_id: int) -> dict[str, Any]:
-    """A node with its ancestors (root first) and how many live sub-departments and members it has directly."""
+def get_node(node_id: int, scope: Scope) -> dict[str, Any]:
+    """A node with its ancestors (root first: the way up is shown even above the scope, as a breadcrumb) and how
+    many live sub-departments and members it has directly."""
     session = db.session()
-    node = _live_node(node_id)
+    node = _live_node(node_id, scope)
     ancestor_ids = [int(i) for i in node.path.strip("/").split("/")[:-1]]
     ancestors = session.scalars(sa.select(OrgNode).where(OrgNode.id.in_(ancestor_ids)).order_by(OrgNode.depth)).all()
     children = session.scalar(
@@ -89,9 +93,9 @@ def get_node(node_id: int) -> dict[str, Any]:
     }
 
 
-def list_children(node_id: int, *, page: int = 1, page_size: int = 50) -> Page:
+def list_children(node_id: int, scope: Scope, *, page: int = 1, page_size: int = 50) -> Page:
     """Live sub-departments of a node in DingTalk's order."""
-    _live_node(node_id)
+    _live_node(node_id, scope)
     query = (
         sa.select(OrgNode)
         .where(OrgNode.parent_id == node_id, OrgNode.deleted_at.is_(None))
@@ -100,33 +104,46 @@ def list_children(node_id: int, *, page: int = 1, page_size: int = 50) -> Page:
     return _paged(query, page, page_size)
 
 
-def search_nodes(q: str, *, root_id: int | None = None, page: int = 1, page_size: int = 20) -> Page:
-    """Live nodes whose name contains `q` (optionally under `root_id`), highest in the tree first."""
+def search_nodes(q: str, scope: Scope, *, root_id: int | None = None, page: int = 1, page_size: int = 20) -> Page:
+    """Live nodes in the scope whose name contains `q` (optionally under `root_id`), highest in the tree first."""
     q = q.strip()
     if not q:
         raise ApiError("validation_error", "请输入要搜索的名称", status=422, field="q")
-    query = sa.select(OrgNode).where(OrgNode.deleted_at.is_(None), OrgNode.name.contains(q, autoescape=True))
+    query = sa.select(OrgNode).where(
+        OrgNode.deleted_at.is_(None), OrgNode.name.contains(q, autoescape=True), scope.subtree(OrgNode.path)
+    )
     if root_id is not None:
-        root = _live_node(root_id)
+        root = _live_node(root_id, scope)
         query = query.where(OrgNode.path.startswith(root.path, autoescape=True))
     return _paged(query.order_by(OrgNode.depth, OrgNode.sort_order, OrgNode.id), page, page_size)
 
 
-def get_member(userid: str, corp_id: str | None = None) -> dict[str, Any]:
-    """A live member with their positions: each department with its level, layer and whether they lead it."""
+def get_member(userid: str, scope: Scope, corp_id: str | None = None) -> dict[str, Any]:
+    """A live member with their positions: each department with its level, layer and whether they lead it.
+
+    Visible when they hold a position inside the scope (or are the caller); only those positions are listed."""
     session = db.session()
     query = sa.select(OrgMember).where(OrgMember.userid == userid, OrgMember.deleted_at.is_(None))
     if corp_id:
         query = query.where(OrgMember.corp_id == corp_id)
     member = session.scalars(query.order_by(OrgMember.id)).first()
+    positions = []
+    if member is not None:
+        own = scope.member_id == member.id
+        positions = session.execute(
+            sa.select(OrgNode, OrgMembership)
+            .join(OrgMembership, OrgMembership.node_id == OrgNode.id)
+            .where(
+                OrgMembership.member_id == member.id,
+                OrgNode.deleted_at.is_(None),
+                sa.true() if own else scope.subtree(OrgNode.path),
+            )
+            .order_by(OrgNode.depth, OrgNode.id)
+        ).all()
+        if not positions and not own:
+            member = None
     if member is None:
         raise ApiError("not_found", f"成员 {userid} 不存在", status=404, field="userid")
-    positions = session.execute(
-        sa.select(OrgNode, OrgMembership)
-        .join(OrgMembership, OrgMembership.node_id == OrgNode.id)
-        .where(OrgMembership.member_id == member.id, OrgNode.deleted_at.is_(None))
-        .order_by(OrgNode.depth, OrgNode.id)
-    ).all()
     return {
         **_member_view(member),
         "positions": [
@@ -159,13 +176,13 @@ def _member_view(member: OrgMember) -> dict[str, Any]:
     }
 
 
-def set_level_override(node_id: int, level: str | None) -> dict[str, Any]:
-    """An admin corrects a node's level (or clears the correction); syncs never overwrite it. The node and the
-    levels below it that depend on it are reclassified at once."""
+def set_level_override(node_id: int, level: str | None, admin_scope: Scope) -> dict[str, Any]:
+    """An admin corrects a node's level (or clears the correction) within their subtree; syncs never overwrite
+    it. The node and the levels below it that depend on it are reclassified at once."""
     if level is not None and level not in LEVELS:
         raise ApiError("validation_error", f"未知的层级：{level}", status=422, field="level_override")
     session = db.session()
-    node = _live_node(node_id)
+    node = _live_node(node_id, admin_scope)
     if node.level_override != level:
         apply._record(
             node.corp_id, "node", str(node.dept_id), "update", {"level_override": [node.level_override, level]}, None
@@ -173,16 +190,23 @@ def set_level_override(node_id: int, level: str | None) -> dict[str, Any]:
         node.level_override = level
         apply.reclassify_node(node)
     session.commit()
-    return get_node(node_id)
+    return get_node(node_id, admin_scope)
 
 
 # -- export -----------------------------------------------------------------------------------------------------
 
 
-def export_chunks(root_id: int | None = None) -> Iterator[str]:
+def export_chunks(admin_scope: Scope, root_id: int | None = None) -> Iterator[str]:
     """The export of `export_items` in chunks of about 64 KB, the pieces a streamed response is sent in. An
-    unknown root fails here, before the first byte is sent, so the caller can still answer 404."""
-    prefix = _live_node(root_id).path if root_id is not None else None
+    unknown root fails here, before the first byte is sent, so the caller can still answer 404.
+
+    Without `root_id`: the whole tree for a province-wide scope, else the one subtree the caller administers
+    (one who administers several must name which)."""
+    if root_id is None and not admin_scope.everything:
+        if len(admin_scope.paths) != 1:
+            raise ApiError("validation_error", "您管理多个组织，请用 root 指定导出哪一个", status=422, field="root")
+        root_id = int(admin_scope.paths[0].strip("/").split("/")[-1])
+    prefix = _live_node(root_id, admin_scope).path if root_id is not None else None
     return _chunks(export_items(root_id, prefix))
 
 

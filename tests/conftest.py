@@ -111,3 +111,109 @@ def run_jobs(app) -> None:
             queue.join()
         else:
             queue.work(burst=True)
+
+
+# -- an app whose database already holds the session sandbox's tree ---------------------------------------------
+# Applying the small province takes seconds; auth, catalog and H5 tests need it in nearly every test, so it is
+# applied once per backend and copied: the SQLite file by file copy, PostgreSQL by `CREATE DATABASE … TEMPLATE`.
+
+_SEEDED: dict[str, str] = {}
+_TRUTH: dict = {}
+
+
+def _session_truth(sandbox: SandboxProcess) -> dict:
+    """The truth the seeded databases were built from, read once (later tests may change the sandbox)."""
+    if not _TRUTH:
+        _TRUTH.update(sandbox.admin("GET", "truth").json())
+    return _TRUTH
+
+
+def _build_app(env: dict[str, str]):
+    from config import load_settings
+    from workbench import create_app
+
+    settings = load_settings(env, read_dotenv=False)
+    migrate(settings.database_url)
+    return create_app(settings)
+
+
+def _dispose(app) -> None:
+    app.extensions["workbench.db"].dispose()
+    app.extensions["workbench.gateway"].close()
+
+
+def _with_database(url: str, name: str) -> str:
+    return sa.engine.make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+def _recreate_database(admin_url: str, name: str, template: str | None = None) -> None:
+    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(
+            sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n AND pid <> pg_backend_pid()"
+            ),
+            {"n": name},
+        )
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")))
+    engine.dispose()
+
+
+def _seeded_source(backend: str, sandbox: SandboxProcess, request, tmp_path_factory) -> str:
+    """The seeded SQLite file or PostgreSQL template database of this session, built on first use."""
+    if backend in _SEEDED:
+        return _SEEDED[backend]
+    from tests.org_sync.test_apply import DictSource, seed_from_truth
+
+    env = {"SANDBOX_PORT": str(sandbox.port)}
+    if backend == "sqlite":
+        directory = tmp_path_factory.mktemp("seeded")
+        env["WORKBENCH_VAR_DIR"] = str(directory)
+        source = str(directory / "workbench.db")
+    else:
+        admin_url = _with_database(request.getfixturevalue("postgres_url"), "postgres")
+        _recreate_database(admin_url, "workbench_seeded")
+        env |= {
+            "DATABASE_URL": _with_database(admin_url, "workbench_seeded"),
+            "WORKBENCH_VAR_DIR": str(tmp_path_factory.mktemp("seeded")),
+        }
+        source = "workbench_seeded"
+    app = _build_app(env)
+    truth = _session_truth(sandbox)
+    seed_from_truth(app, DictSource(truth["departments"], truth["users"]))
+    _dispose(app)
+    _SEEDED[backend] = source
+    return source
+
+
+@pytest.fixture
+def tree(sandbox: SandboxProcess) -> dict:
+    """The tree `tree_app` holds: the session sandbox's truth (departments with `_level`, users with
+    `dept_id_list`)."""
+    return _session_truth(sandbox)
+
+
+@pytest.fixture
+def tree_app(backend: str, tmp_path, sandbox: SandboxProcess, request, tmp_path_factory):
+    """Like `app`, with the sandbox's tree already applied (the state after a full sync)."""
+    import shutil
+
+    source = _seeded_source(backend, sandbox, request, tmp_path_factory)
+    env = {"SANDBOX_PORT": str(sandbox.port), "WORKBENCH_VAR_DIR": str(tmp_path)}
+    if backend == "sqlite":
+        shutil.copy(source, tmp_path / "workbench.db")
+    else:
+        admin_url = _with_database(request.getfixturevalue("postgres_url"), "postgres")
+        _recreate_database(admin_url, "workbench_tree", template=source)
+        redis_url = request.getfixturevalue("redis_url")
+        redis_lib.Redis.from_url(redis_url).flushdb()
+        env |= {"DATABASE_URL": _with_database(admin_url, "workbench_tree"), "REDIS_URL": redis_url}
+    app = _build_app(env)
+    yield app
+    _dispose(app)
+
+
+@pytest.fixture
+def tree_client(tree_app):
+    return tree_app.test_client()

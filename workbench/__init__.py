@@ -16,7 +16,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__, instance_path=str(settings.instance_path), instance_relative_config=False)
     app.config.from_mapping(SETTINGS=settings, SECRET_KEY=settings.secret_key, JSON_AS_ASCII=False)
 
-    from workbench import api, cli, db, dingtalk, errors, health, logs, queue
+    from workbench import api, audit, auth, cli, db, dingtalk, errors, health, logs, queue
 
     logs.init_app(app)
     db.init_app(app)
@@ -26,6 +26,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     dingtalk.init_app(app)
     health.init_app(app)
     cli.init_app(app)
+    auth.init_app(app)
+    audit.init_app(app)
 
     import org_sync
 

@@ -23,7 +23,13 @@ def init_app(app: Flask) -> None:
     )
     api = Api(app)
     api.spec.components.security_scheme(
-        "adminToken", {"type": "http", "scheme": "bearer", "description": "ADMIN_TOKEN, until free-login lands"}
+        "bearerToken",
+        {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "the access token from /api/auth/dingtalk (or the operator's ADMIN_TOKEN)",
+        },
     )
     app.extensions["workbench.api"] = api
 

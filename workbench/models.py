@@ -3,6 +3,8 @@
 from bot.models import BotCard, DailySend, OutboxMessage, WebhookRobot
 from org_sync.models import OrgChange, OrgMember, OrgMembership, OrgNode, OrgSyncRun
 from org_sync.staging import OrgStageDept, OrgStageMembership, OrgStageUser, OrgSyncLock
+from workbench.audit import AuditRecord
+from workbench.auth.models import RefreshToken, RoleGrant
 from workbench.db import Model
 from workbench.dingtalk.events import DingTalkEvent
 from workbench.dingtalk.meter import QuotaUsage
@@ -10,7 +12,10 @@ from workbench.dingtalk.meter import QuotaUsage
 metadata = Model.metadata
 
 __all__ = [
+    "AppGroup",
+    "AuditRecord",
     "BotCard",
+    "CatalogApp",
     "DailySend",
     "DingTalkEvent",
     "OrgChange",
@@ -24,6 +29,8 @@ __all__ = [
     "OrgSyncRun",
     "OutboxMessage",
     "QuotaUsage",
+    "RefreshToken",
+    "RoleGrant",
     "WebhookRobot",
     "metadata",
 ]

@@ -1,4 +1,4 @@
-"""`/api/org`: admin credential, node/children/search/member reads, level overrides, the streamed export."""
+"""`/api/org`: credentials, node/children/search/member reads, level overrides, the streamed export."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def get(client, url: str):
     return client.get(url, headers=AUTH)
 
 
-def test_every_route_needs_the_admin_credential(client):
+def test_every_route_needs_a_credential(client):
     for method, url in (
         ("GET", "/api/org/nodes/1"),
         ("GET", "/api/org/nodes/1/children"),
@@ -48,7 +48,7 @@ def test_every_route_needs_the_admin_credential(client):
         for headers in ({}, {"Authorization": "Bearer wrong-token-123"}, {"Authorization": DEV_ADMIN_TOKEN}):
             reply = client.open(url, method=method, headers=headers, json={"level_override": None})
             assert reply.status_code == 401, (method, url, headers)
-            assert reply.get_json()["error"]["code"] == "unauthorized"
+            assert reply.get_json()["error"]["code"] in {"unauthorized", "invalid_token"}
 
 
 def test_unknown_things_are_404_naming_them(client):

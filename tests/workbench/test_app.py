@@ -52,8 +52,8 @@ def test_openapi_and_docs_are_served(client):
     assert spec.get_json()["openapi"].startswith("3.")
     paths = spec.get_json()["paths"]
     assert {"/healthz", "/readyz"} <= set(paths)
-    assert spec.get_json()["components"]["securitySchemes"]["adminToken"]["scheme"] == "bearer"
-    assert paths["/api/org/nodes"]["get"]["security"] == [{"adminToken": []}]
+    assert spec.get_json()["components"]["securitySchemes"]["bearerToken"]["scheme"] == "bearer"
+    assert paths["/api/org/nodes"]["get"]["security"] == [{"bearerToken": []}]
     assert "security" not in paths["/healthz"]["get"]
     docs = client.get("/api/docs")
     assert docs.status_code == 200

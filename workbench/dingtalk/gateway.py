@@ -134,16 +134,24 @@ class DingTalkGateway:
         return self._call(path, send, app_token=app_token)
 
     def api(
-        self, module: str, operation: str, request: object | None = None, *, path_params: Sequence[str] = ()
+        self,
+        module: str,
+        operation: str,
+        request: object | None = None,
+        *,
+        path_params: Sequence[str] = (),
+        user_token: str | None = None,
     ) -> Any:
         """Call a new-API operation through `alibabacloud_dingtalk` and return the response body (a Tea model).
 
         E.g. `gw.api("robot_1_0", "batch_send_oto", robot_models.BatchSendOTORequest(...))`. `path_params` are
-        the operation's leading path arguments (e.g. the union id of contact_1_0 `get_user`).
+        the operation's leading path arguments (e.g. the union id of contact_1_0 `get_user`). `user_token` sends a
+        person's OAuth2 token instead of the app token (`/v1.0/contact/users/me`, §7).
         """
         op = self._operation(module, operation)
 
         def send(token: str | None) -> Any:
+            token = user_token or token
             headers = op.headers(x_acs_dingtalk_access_token=token) if op.headers else {}
             args = [*path_params, *([] if request is None else [request]), headers, self._runtime]
             try:
@@ -151,7 +159,7 @@ class DingTalkGateway:
             except TeaException as exc:
                 raise _sdk_error(exc, op.path) from None
 
-        return self._call(op.path, send, app_token=op.headers is not None)
+        return self._call(op.path, send, app_token=op.headers is not None and user_token is None)
 
     def webhook(self, robot_token: str, body: dict, *, secret: str | None = None) -> dict:
         """Post to a custom group robot (自定义机器人) with its own token, signed (加签, §4.1) when it has a secret.
