@@ -35,4 +35,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     import bot
 
     bot.init_app(app)
+    import mini_apps
+
+    mini_apps.init_app(app)
     return app

@@ -1,6 +1,7 @@
 """Every model of every part, imported so that Alembic sees the whole schema."""
 
 from bot.models import BotCard, DailySend, OutboxMessage, WebhookRobot
+from mini_apps.catalog.models import AppGroup, CatalogApp
 from org_sync.models import OrgChange, OrgMember, OrgMembership, OrgNode, OrgSyncRun
 from org_sync.staging import OrgStageDept, OrgStageMembership, OrgStageUser, OrgSyncLock
 from workbench.audit import AuditRecord

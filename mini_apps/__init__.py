@@ -1,0 +1,11 @@
+"""应用在线: the app catalog and the workbench's mini apps, each a package of the same shape."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    from mini_apps import catalog
+
+    catalog.init_app(app)
