@@ -40,7 +40,7 @@ from sqlalchemy.exc import IntegrityError
 from mini_apps.catalog.models import AppGroup, CatalogApp
 from org_sync.models import OrgNode
 from workbench import audit, db
-from workbench.auth.principal import ADMINISTRATIVE_LEVELS, Principal, Scope
+from workbench.auth.principal import ADMINISTRATIVE_LEVELS, Principal, Scope, administers_whole_tree
 from workbench.db import utcnow
 from workbench.errors import ApiError
 
@@ -204,23 +204,6 @@ def _admin_scope(principal: Principal) -> Scope:
     return principal.scope("admin")
 
 
-def covers_whole_tree(principal: Principal, session: orm.Session) -> bool:
-    """Whether the principal administers every root of the tree (the province commission), or is the operator.
-
-    A root is a live node without a parent. An orphan that arrived before its parent briefly counts as a root,
-    which can only deny (never grant) province-level changes until the parent is synced.
-    """
-    if principal.operator:
-        return True
-    scope = principal.scope("admin")
-    if not scope.paths:
-        return False
-    roots = session.scalars(
-        sa.select(OrgNode.path).where(OrgNode.parent_id.is_(None), OrgNode.deleted_at.is_(None))
-    ).all()
-    return bool(roots) and all(scope.covers_path(path) for path in roots)
-
-
 @dataclass
 class _Loaded:
     app: CatalogApp
@@ -289,7 +272,7 @@ def list_apps(principal: Principal, session: orm.Session | None = None) -> dict[
     """The apps an administrator may see in the catalog (withdrawn ones included), each with `can_manage`."""
     session = session or db.session()
     scope = _admin_scope(principal)
-    whole_tree = covers_whole_tree(principal, session)
+    whole_tree = administers_whole_tree(principal, session)
     items = [app_view(row, _can_manage(row, scope, whole_tree)) for row in _load_all(session) if _in_scope(row, scope)]
     return {"items": items, "can_register_province_apps": whole_tree}
 
@@ -298,7 +281,7 @@ def get_app(principal: Principal, code: str, session: orm.Session | None = None)
     session = session or db.session()
     scope = _admin_scope(principal)
     loaded = _readable(session, scope, code)
-    return app_view(loaded, _can_manage(loaded, scope, covers_whole_tree(principal, session)))
+    return app_view(loaded, _can_manage(loaded, scope, administers_whole_tree(principal, session)))
 
 
 def _readable(session: orm.Session, scope: Scope, code: str) -> _Loaded:
@@ -313,7 +296,7 @@ def _manageable(principal: Principal, session: orm.Session, code: str, action: s
     only read. Refusals of existing apps are audited (outcome `denied`)."""
     scope = _admin_scope(principal)
     rows = _load_all(session, code)
-    whole_tree = covers_whole_tree(principal, session)
+    whole_tree = administers_whole_tree(principal, session)
     if not rows or not _in_scope(rows[0], scope):
         if rows:
             _deny(principal, action, rows[0].app, "outside_scope")
@@ -408,7 +391,7 @@ def add_app(principal: Principal, data: Mapping[str, Any], session: orm.Session 
     """Register an app (regional under a node of the caller's subtree; province-built by a province admin)."""
     session = session or db.session()
     scope = _admin_scope(principal)
-    whole_tree = covers_whole_tree(principal, session)
+    whole_tree = administers_whole_tree(principal, session)
     values = {
         "code": data["code"],
         "name": data["name"],

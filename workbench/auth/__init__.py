@@ -14,7 +14,7 @@ from collections.abc import Callable
 from flask import Flask, current_app, g, request
 
 from workbench import db
-from workbench.auth.principal import Principal, Scope, load_principal, operator_principal
+from workbench.auth.principal import Principal, Scope, administers_whole_tree, load_principal, operator_principal
 from workbench.errors import ApiError
 
 __all__ = [
@@ -94,7 +94,7 @@ def require_province_admin(view: Callable) -> Callable:
 
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
-        if not current_principal().administers_everything():
+        if not administers_whole_tree(current_principal(), db.session()):
             raise ApiError("forbidden", "仅省级管理员可执行此操作", status=403)
         return view(*args, **kwargs)
 

@@ -85,10 +85,6 @@ class Principal:
     def has_role(self, *codes: str) -> bool:
         return self.operator or any(role.code in codes for role in self.roles)
 
-    def administers_everything(self) -> bool:
-        """The operator, or an administrator of a root node (the province commission)."""
-        return self.operator or any(role.code == "admin" and role.path.count("/") == 2 for role in self.roles)
-
     def scope(self, *codes: str) -> Scope:
         """What this principal may see: the subtrees of its roles (all roles, or only `codes`)."""
         if self.operator:
@@ -236,3 +232,17 @@ def _unit_of(node: OrgNode, ancestors: dict[int, OrgNode]) -> OrgNode | None:
         if candidate is not None and candidate.level in ADMINISTRATIVE_LEVELS + INSTITUTION_LEVELS:
             return candidate
     return None
+
+
+def administers_whole_tree(principal: Principal, session: orm.Session) -> bool:
+    """The operator, or an administrator of every root of the tree (the province commission; with linked
+    organisations, every trunk). A root is a live node without a parent; an orphan that arrived before its
+    parent briefly counts as one, which can only deny (never grant) province-wide rights until it is placed."""
+    if principal.operator:
+        return True
+    scope = principal.scope("admin")
+    if not scope.paths:
+        return False
+    roots = session.scalars(sa.select(OrgNode.path).where(OrgNode.parent_id.is_(None), OrgNode.deleted_at.is_(None)))
+    paths = list(roots)
+    return bool(paths) and all(scope.covers_path(path) for path in paths)
