@@ -76,6 +76,7 @@ class Settings:
     access_token_seconds: int = 15 * 60
     refresh_token_seconds: int = 30 * 86400
     audit_retention_days: int = 365
+    event_retention_days: int = 30  # handled DingTalk events (their ids deduplicate retries) are kept this long
     org_sync_max_delete_share: float = 0.05  # a sync that would delete more members or nodes stops and alerts
     org_sync_reconcile_seconds: int = 24 * 3600  # between reconciliations; 0 switches them off
     log_level: str = "INFO"
@@ -125,6 +126,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, read_dotenv: bool
         access_token_seconds=_positive_int(env, "ACCESS_TOKEN_SECONDS", 15 * 60),
         refresh_token_seconds=_positive_int(env, "REFRESH_TOKEN_SECONDS", 30 * 86400),
         audit_retention_days=retention,
+        event_retention_days=_event_retention(env),
         org_sync_max_delete_share=_share(env, "ORG_SYNC_MAX_DELETE_SHARE", 0.05),
         org_sync_reconcile_seconds=_non_negative_int(env, "ORG_SYNC_RECONCILE_SECONDS", 24 * 3600),
         log_level=_choice(env, "LOG_LEVEL", "INFO", {"DEBUG", "INFO", "WARNING", "ERROR"}),
@@ -261,6 +263,13 @@ def _choice(env: Mapping[str, str], name: str, default: str, allowed: set[str]) 
     if value not in allowed:
         raise ConfigError(name, f"must be one of {', '.join(sorted(allowed))}")
     return value
+
+
+def _event_retention(env: Mapping[str, str]) -> int:
+    days = _positive_int(env, "EVENT_RETENTION_DAYS", 30)
+    if days < 7:
+        raise ConfigError("EVENT_RETENTION_DAYS", "must be at least 7 (DingTalk retries an event for days)")
+    return days
 
 
 def _jwt_keys(value: str | None, secret_key: str) -> tuple[tuple[str, str], ...]:

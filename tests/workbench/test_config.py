@@ -54,6 +54,13 @@ def test_postgres_url_gets_the_psycopg3_driver():
         ("ORG_SYNC_MAX_DELETE_SHARE", "5%"),
         ("ORG_SYNC_MAX_DELETE_SHARE", "1.5"),
         ("ORG_SYNC_RECONCILE_SECONDS", "-1"),
+        ("JWT_KEYS", "nokid"),
+        ("JWT_KEYS", "k1:short"),
+        ("JWT_KEYS", f"k1:{'a' * 32},k1:{'b' * 32}"),
+        ("JWT_KEYS", f"bad kid:{'a' * 32}"),
+        ("ACCESS_TOKEN_SECONDS", "0"),
+        ("AUDIT_RETENTION_DAYS", "90"),
+        ("EVENT_RETENTION_DAYS", "3"),
     ],
 )
 def test_malformed_settings_stop_start_up_naming_the_variable(variable, value):

@@ -112,3 +112,37 @@ def test_a_failed_rq_job_is_retried_after_its_interval_by_the_worker(redis_clien
         worker.terminate()
         worker.wait(10)
     assert int(redis_client.get("retry-counter")) == 2
+
+
+def test_retention_jobs_prune_only_what_is_old_and_done(app):
+    from datetime import timedelta
+
+    import sqlalchemy as sa
+
+    from workbench import audit, db
+    from workbench.audit import AuditRecord
+    from workbench.db import utcnow
+    from workbench.dingtalk.events import DingTalkEvent, prune_events
+
+    now = utcnow()
+    with app.app_context():
+        session = db.session()
+        session.add_all(
+            [
+                AuditRecord(at=now - timedelta(days=400), actor="a", action="old"),
+                AuditRecord(at=now - timedelta(days=200), actor="a", action="kept"),
+                DingTalkEvent(
+                    event_id="e1", event_type="t", channel="http", state="handled", received_at=now - timedelta(days=40)
+                ),
+                DingTalkEvent(
+                    event_id="e2", event_type="t", channel="http", state="failed", received_at=now - timedelta(days=40)
+                ),
+                DingTalkEvent(
+                    event_id="e3", event_type="t", channel="http", state="handled", received_at=now - timedelta(days=2)
+                ),
+            ]
+        )
+        session.commit()
+        assert audit.prune() == 1 and prune_events() == 1
+        assert session.scalars(sa.select(AuditRecord.action)).all() == ["kept"]
+        assert sorted(session.scalars(sa.select(DingTalkEvent.event_id))) == ["e2", "e3"]

@@ -185,6 +185,24 @@ def requeue_unhandled(older_than: timedelta = timedelta(minutes=2)) -> int:
     return len(rows)
 
 
+def prune_events() -> int:
+    """Forget handled and ignored events after `EVENT_RETENTION_DAYS`: their ids only guard against DingTalk's
+    retries, which stop within days. Failed ones stay for an administrator to look at."""
+    days = current_app.config["SETTINGS"].event_retention_days
+    cutoff = utcnow() - timedelta(days=days)
+    with db.get_db().engine.begin() as conn:
+        deleted = conn.execute(
+            sa.delete(DingTalkEvent).where(
+                DingTalkEvent.state.in_(("handled", "ignored")), DingTalkEvent.received_at < cutoff
+            )
+        ).rowcount
+    if deleted:
+        log.info("dingtalk events pruned", extra={"deleted": deleted, "retention_days": days})
+    return deleted
+
+
 def init_app(app: Flask) -> None:
     app.extensions["workbench.events"] = EventRouter()
-    app.extensions["workbench.queue"].every(60, requeue_unhandled)
+    queue = app.extensions["workbench.queue"]
+    queue.every(60, requeue_unhandled)
+    queue.every(86400, prune_events, name="dingtalk.prune_events", offset=19 * 3600 + 30 * 60)  # 03:30 CST
