@@ -63,13 +63,26 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is at the time of the record, not the one at start-up: a job thread that
+    outlives a replaced stderr (a test runner's capture) would otherwise write into a closed stream."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def configure(level: str = "INFO") -> None:
     """Route every logger to stderr as JSON lines (idempotent)."""
     root = logging.getLogger()
     if any(getattr(h, "_workbench", False) for h in root.handlers):
         root.setLevel(level)
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(JsonFormatter())
     handler.addFilter(RequestIdFilter())
     handler._workbench = True  # type: ignore[attr-defined]
