@@ -1,11 +1,12 @@
 """Interactive cards: templates declared in code, sent through the outbox, updated in place, and the actions
 people take on them handled once, bolt-style (`@card_action("referral.accept")`).
 
-A click reaches `handle_click` (through `POST /bot/card/callback`, signed with `x-ddpaas-signature`). The first
-click to claim the card (a conditional UPDATE on `bot_cards.acted_by`) runs the handler and answers with the
-card's new data; every later tap, a second person's or a replayed callback only gets the card as it now is. The
-answer is computed from the database alone, well inside DingTalk's 2 seconds; handlers queue slow work as jobs
-that call `update_card` later.
+A click reaches `handle_click` through `POST /bot/card/callback` (signed with `x-ddpaas-signature`) or over Stream
+(`bot.stream_cards`). The first click to claim the card (a conditional UPDATE on `bot_cards.acted_by`) runs the
+handler and answers with the card's new data; every later tap, a second person's or a replayed callback only
+gets the card as it now is. The answer is computed from the database alone, well inside DingTalk's 2 seconds;
+handlers queue slow work as jobs that call `update_card` later. The approval card's buttons belong to
+`bot.approvals` (`decide_by_card`) when the card is an approval's.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from workbench.errors import ApiError
 log = logging.getLogger(__name__)
 
 CALLBACK_ROUTE_KEY = "workbench"
+CALLBACK_TYPES = ("HTTP", "STREAM")
 SIGNATURE_TOLERANCE_MS = 3600 * 1000
 
 
@@ -101,11 +103,17 @@ def send_card(
     group: str | None = None,
     userid: str | None = None,
     priority: str = "normal",
+    callback_type: str | None = None,
 ) -> OutboxMessage:
     """Queue a card to a group (openConversationId) or one person (their robot chat), in the caller's transaction.
 
     `out_track_id` is the card's identity (≤64 characters, e.g. "referral:42:accept"): DingTalk refuses a second
-    card with it, which is what makes re-delivery after a crash harmless."""
+    card with it, which is what makes re-delivery after a crash harmless. `callback_type` says how its clicks come
+    back: "HTTP" (`POST /bot/card/callback`) or "STREAM" (the Stream worker, `bot.stream_cards`); by default
+    `DINGTALK_CARD_CALLBACK_TYPE`."""
+    callback_type = (callback_type or current_app.config["SETTINGS"].dingtalk.card_callback_type).upper()
+    if callback_type not in CALLBACK_TYPES:
+        raise ApiError("invalid_callback_type", "callback_type 只能是 HTTP 或 STREAM", field="callback_type")
     if (group is None) == (userid is None):
         raise ApiError("invalid_target", "group 与 userid 必须且只能填写一个", field="group")
     if not out_track_id or len(out_track_id) > 64:
@@ -119,9 +127,10 @@ def send_card(
         "template_id": template.template_id,
         "card_data": card_data,
         "open_space_id": f"dtv1.card//{space}",
-        "callback_type": "HTTP",
-        "callback_route_key": CALLBACK_ROUTE_KEY,
+        "callback_type": callback_type,
     }
+    if callback_type == "HTTP":
+        payload["callback_route_key"] = CALLBACK_ROUTE_KEY
     db = session()
     db.add(BotCard(out_track_id=out_track_id, template=template.name, data=card_data, version=1))
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
@@ -246,9 +255,13 @@ def handle_click(payload: Mapping) -> dict:
 
 @card_action("approval.agree")
 def _agree(click: CardClick) -> dict[str, str]:
-    return {"status": "已同意", "acted_by": click.userid}
+    from bot import approvals  # approvals sends cards through this module
+
+    return approvals.decide_by_card(click, "agree")
 
 
 @card_action("approval.refuse")
 def _refuse(click: CardClick) -> dict[str, str]:
-    return {"status": "已拒绝", "acted_by": click.userid}
+    from bot import approvals
+
+    return approvals.decide_by_card(click, "refuse")

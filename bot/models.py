@@ -102,3 +102,50 @@ class BotCard(Model):
     action_id: orm.Mapped[str | None] = orm.mapped_column(sa.String(64))
     acted_at: orm.Mapped[datetime | None] = orm.mapped_column(UTCDateTime())
     created_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow)
+
+
+APPROVAL_MODES = ("any", "all", "sequence")
+APPROVAL_STATES = ("pending", "started", "approved", "refused", "terminated", "failed")
+APPROVAL_RESULTS = ("agree", "refuse", "terminated", "failed")
+FINAL_APPROVAL_STATES = ("approved", "refused", "terminated", "failed")
+
+
+class BotApproval(Model):
+    """One "ask these people, call me back" request (`bot.approvals.request_approval`), and what became of it.
+
+    It runs as a DingTalk OA process instance (`channel` "workflow", `instance_id` set once started) or, without a
+    process code, as approval cards to the approvers (`channel` "card"). `state` moves pending → started →
+    approved | refused | terminated | failed, each step a conditional UPDATE so that duplicate events, replayed
+    clicks and concurrent workers change it once; `callback_at` is set in the transaction that runs the caller's
+    callback, so the callback's own changes and the mark commit together (exactly once)."""
+
+    __tablename__ = "bot_approvals"
+
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    idempotency_key: orm.Mapped[str] = orm.mapped_column(sa.String(128), unique=True)
+    title: orm.Mapped[str] = orm.mapped_column(sa.String(200))
+    originator_userid: orm.Mapped[str] = orm.mapped_column(sa.String(64))
+    approvers: orm.Mapped[list] = orm.mapped_column(JSON, default=list)
+    mode: orm.Mapped[str] = orm.mapped_column(sa.String(16), default="any")  # any | all | sequence
+    form: orm.Mapped[list] = orm.mapped_column(JSON, default=list)  # [[name, value], …] as shown to approvers
+    callback: orm.Mapped[str] = orm.mapped_column(sa.String(200))  # "module:function"
+    context: orm.Mapped[dict] = orm.mapped_column(JSON, default=dict)
+    channel: orm.Mapped[str] = orm.mapped_column(sa.String(16))  # workflow | card
+    process_code: orm.Mapped[str | None] = orm.mapped_column(sa.String(64))
+    instance_id: orm.Mapped[str | None] = orm.mapped_column(sa.String(64), unique=True)
+    state: orm.Mapped[str] = orm.mapped_column(sa.String(16), default="pending")
+    result: orm.Mapped[str | None] = orm.mapped_column(sa.String(16))  # agree | refuse | terminated | failed
+    # Who decided what, as far as the workbench saw it: {userid, result, at, via (card|event|read), task_id?}.
+    decisions: orm.Mapped[list] = orm.mapped_column(JSON, default=list)
+    attempts: orm.Mapped[int] = orm.mapped_column(default=0)
+    last_error: orm.Mapped[str | None] = orm.mapped_column(sa.String(500))
+    # Set before the start call and kept: a row still `pending` with it set was interrupted mid-call.
+    start_claimed_at: orm.Mapped[datetime | None] = orm.mapped_column(UTCDateTime())
+    created_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    started_at: orm.Mapped[datetime | None] = orm.mapped_column(UTCDateTime())
+    checked_at: orm.Mapped[datetime | None] = orm.mapped_column(UTCDateTime())  # last event or read of the instance
+    finished_at: orm.Mapped[datetime | None] = orm.mapped_column(UTCDateTime())
+    callback_at: orm.Mapped[datetime | None] = orm.mapped_column(UTCDateTime())
+
+    __table_args__ = (sa.Index("ix_bot_approvals_state", "state"),)

@@ -1,4 +1,5 @@
-"""`/api/bot`: delivery state and failures for administrators. Thin: arguments in, `bot.outbox` out."""
+"""`/api/bot`: delivery state and failures, and approvals, for administrators. Thin: arguments in, `bot.outbox`
+and `bot.approvals` out."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import sqlalchemy as sa
 from flask import Blueprint as FlaskBlueprint
 from flask import jsonify, request
 
-from bot import cards, outbox, schemas
-from bot.models import OutboxMessage
+from bot import approvals, cards, outbox, schemas
+from bot.models import BotApproval, OutboxMessage
 from workbench.api import Blueprint
 from workbench.auth import require_province_admin
 from workbench.db import session
@@ -67,6 +68,22 @@ def retry_outbox_message(message_id: int) -> OutboxMessage:
 def put_robot(body: dict):
     """Configure a custom group robot (webhook token and 加签 secret) under a name; the secret is never shown."""
     return outbox.register_robot(body["name"], body["access_token"], body["secret"], body["title"])
+
+
+@bp.route("/approvals", methods=["GET"])
+@require_province_admin
+@bp.arguments(schemas.ApprovalArgsSchema, location="query")
+@bp.response(200, schemas.ApprovalPageSchema)
+def list_approvals(args: dict) -> dict:
+    """Approval requests, newest first, filtered by `state`."""
+    return approvals.list_approvals(args.get("state"), args["page"], args["page_size"])
+
+
+@bp.route("/approvals/<int:approval_id>", methods=["GET"])
+@require_province_admin
+@bp.response(200, schemas.ApprovalSchema)
+def get_approval(approval_id: int) -> BotApproval:
+    return approvals.get_approval(approval_id)
 
 
 # DingTalk-facing (not part of the administrators' API): card button clicks, HTTP callback mode (§5.3, §5.4).

@@ -8,7 +8,7 @@ import re
 
 from marshmallow import Schema, fields, validate
 
-from bot.models import CHANNELS, PRIORITIES, STATES
+from bot.models import APPROVAL_MODES, APPROVAL_RESULTS, APPROVAL_STATES, CHANNELS, PRIORITIES, STATES
 
 _MOBILE = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")
 
@@ -93,3 +93,41 @@ class RobotSchema(Schema):
 
     def is_signed(self, robot) -> bool:
         return bool(robot.secret)
+
+
+class ApprovalSchema(Schema):
+    id = fields.Integer()
+    idempotency_key = fields.String()
+    title = fields.String()
+    originator_userid = fields.String()
+    approvers = fields.List(fields.String(), metadata={"description": "userids, in order"})
+    mode = fields.String(validate=validate.OneOf(APPROVAL_MODES))
+    form = MaskedJSON(metadata={"description": "[[name, value], …] as shown to approvers (phones masked)"})
+    callback = fields.String(metadata={"description": "module:function called once with the result"})
+    context = MaskedJSON(metadata={"description": "passed back to the callback (phones masked)"})
+    channel = fields.String(metadata={"description": "workflow (DingTalk OA instance) or card (approval cards)"})
+    process_code = fields.String(allow_none=True)
+    instance_id = fields.String(allow_none=True)
+    state = fields.String(validate=validate.OneOf(APPROVAL_STATES))
+    result = fields.String(allow_none=True, validate=validate.OneOf(APPROVAL_RESULTS))
+    decisions = fields.List(fields.Dict(), metadata={"description": "userid, result, at, via (card|event|read)"})
+    attempts = fields.Integer()
+    last_error = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+    started_at = fields.DateTime(allow_none=True)
+    checked_at = fields.DateTime(allow_none=True)
+    finished_at = fields.DateTime(allow_none=True)
+    callback_at = fields.DateTime(allow_none=True, metadata={"description": "when the callback ran (once)"})
+
+
+class ApprovalPageSchema(Schema):
+    items = fields.List(fields.Nested(ApprovalSchema))
+    total = fields.Integer()
+    page = fields.Integer()
+    page_size = fields.Integer()
+
+
+class ApprovalArgsSchema(Schema):
+    state = fields.String(validate=validate.OneOf(APPROVAL_STATES))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    page_size = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))

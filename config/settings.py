@@ -61,6 +61,9 @@ class DingTalkSettings:
     api_qps: dict[str, int] = field(default_factory=dict)  # per-API overrides, keyed by path
     monthly_api_quota: int = 5000
     monthly_message_quota: int = 3000
+    # The OA approval template (审批模板) approvals start by default; without one they go out as cards (§6).
+    approval_process_code: str | None = None
+    card_callback_type: str = "HTTP"  # how card clicks come back: HTTP callback or STREAM (§5)
 
 
 @dataclass(frozen=True)
@@ -202,6 +205,8 @@ def _dingtalk_settings(env: Mapping[str, str]) -> DingTalkSettings:
         api_qps=_api_qps(env.get("DINGTALK_API_QPS", "")),
         monthly_api_quota=_positive_int(env, "DINGTALK_MONTHLY_API_QUOTA", 5000),
         monthly_message_quota=_positive_int(env, "DINGTALK_MONTHLY_MESSAGE_QUOTA", 3000),
+        approval_process_code=_process_code(env.get("DINGTALK_APPROVAL_PROCESS_CODE")),
+        card_callback_type=_choice(env, "DINGTALK_CARD_CALLBACK_TYPE", "HTTP", {"HTTP", "STREAM"}),
     )
 
 
@@ -262,6 +267,12 @@ def _choice(env: Mapping[str, str], name: str, default: str, allowed: set[str]) 
     value = env.get(name, default).upper()
     if value not in allowed:
         raise ConfigError(name, f"must be one of {', '.join(sorted(allowed))}")
+    return value
+
+
+def _process_code(value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(r"PROC-[A-Za-z0-9_-]+", value):
+        raise ConfigError("DINGTALK_APPROVAL_PROCESS_CODE", "expected a process code like PROC-XXXXXXXX")
     return value
 
 

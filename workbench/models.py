@@ -1,6 +1,6 @@
 """Every model of every part, imported so that Alembic sees the whole schema."""
 
-from bot.models import BotCard, DailySend, OutboxMessage, WebhookRobot
+from bot.models import BotApproval, BotCard, DailySend, OutboxMessage, WebhookRobot
 from mini_apps.catalog.models import AppGroup, CatalogApp
 from org_sync.models import OrgChange, OrgMember, OrgMembership, OrgNode, OrgSyncRun
 from org_sync.staging import OrgStageDept, OrgStageMembership, OrgStageUser, OrgSyncLock
@@ -15,6 +15,7 @@ metadata = Model.metadata
 __all__ = [
     "AppGroup",
     "AuditRecord",
+    "BotApproval",
     "BotCard",
     "CatalogApp",
     "DailySend",

@@ -61,6 +61,8 @@ def test_postgres_url_gets_the_psycopg3_driver():
         ("ACCESS_TOKEN_SECONDS", "0"),
         ("AUDIT_RETENTION_DAYS", "90"),
         ("EVENT_RETENTION_DAYS", "3"),
+        ("DINGTALK_APPROVAL_PROCESS_CODE", "not-a-code"),
+        ("DINGTALK_CARD_CALLBACK_TYPE", "PIGEON"),
     ],
 )
 def test_malformed_settings_stop_start_up_naming_the_variable(variable, value):

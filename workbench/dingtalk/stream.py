@@ -62,5 +62,8 @@ def run(app: Flask) -> None:
         dingtalk_stream.Credential(settings.app_key, settings.app_secret), logger=logging.getLogger("dingtalk_stream")
     )
     client.register_all_event_handler(Events())
+    # Callback topics other parts subscribe (card clicks: bot.stream_cards), each with its own handler.
+    for topic, make_handler in app.extensions.get("workbench.stream_callbacks", {}).items():
+        client.register_callback_handler(topic, make_handler(app))
     log.info("stream worker connecting to %s", settings.api_base)
     client.start_forever()
