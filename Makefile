@@ -2,15 +2,20 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 STAMP := $(VENV)/.installed
+JSAPI := workbench/static/h5/vendor/dingtalk.open.js
 
 .PHONY: setup run test lint format bench
-setup: $(STAMP)
+setup: $(STAMP) $(JSAPI)
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
 	$(VENV)/bin/python -m pip install -q -r requirements-dev.txt
 	@touch $(STAMP)
+
+# The H5 shell's self-hosted dingtalk-jsapi (from the npm registry, pinned and integrity-checked).
+$(JSAPI): scripts/vendor-js.sh
+	@bash scripts/vendor-js.sh
 
 run: setup
 	@bash scripts/run.sh

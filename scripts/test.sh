@@ -6,6 +6,12 @@ cd "$(dirname "$0")/.."
 if [ -z "${TEST_DATABASE_URL:-}" ] || [ -z "${TEST_REDIS_URL:-}" ]; then
   eval "$(bash scripts/test-services.sh)"
 fi
+# The browser test (tests/h5) drives Debian's Chromium through Playwright (which brings no browser of its own).
+if [ ! -x /usr/bin/chromium ]; then
+  echo "installing chromium from Debian's packages" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2 && apt-get install -y -qq chromium >&2
+fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 exec .venv/bin/pytest "$@"

@@ -16,7 +16,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__, instance_path=str(settings.instance_path), instance_relative_config=False)
     app.config.from_mapping(SETTINGS=settings, SECRET_KEY=settings.secret_key, JSON_AS_ASCII=False)
 
-    from workbench import api, audit, auth, cli, db, dingtalk, errors, health, logs, queue
+    from workbench import api, audit, auth, cli, db, dingtalk, errors, h5, health, logs, queue
 
     logs.init_app(app)
     db.init_app(app)
@@ -28,6 +28,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     cli.init_app(app)
     auth.init_app(app)
     audit.init_app(app)
+    h5.init_app(app)
 
     import org_sync
 

@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 import sqlalchemy as sa
 from flask import current_app, jsonify, redirect, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import orm
 
 from org_sync.models import OrgMember, OrgMembership, OrgNode
 from workbench import audit, db
@@ -172,8 +173,16 @@ def audit_log(args: dict) -> dict:
 @sandbox_bp.route("/members", methods=["GET"])
 @sandbox_bp.arguments(schemas.SandboxMembersArgsSchema, location="query")
 def sandbox_members(args: dict):
-    """Members of the synced tree to sign in as (sandbox mode only), with where they work."""
+    """Members of the synced tree to sign in as (sandbox mode only), with where they work. `level` matches a
+    position's node or, for a department (科室, 村卫生室), the unit directly above it."""
     session = db.session()
+    parent = orm.aliased(OrgNode)
+    positions_query = (
+        sa.select(OrgMembership.member_id, OrgNode.name, OrgNode.level, parent.name, parent.level)
+        .join(OrgNode, OrgNode.id == OrgMembership.node_id)
+        .outerjoin(parent, parent.id == OrgNode.parent_id)
+        .where(OrgNode.deleted_at.is_(None))
+    )
     stmt = (
         sa.select(OrgMember)
         .where(OrgMember.deleted_at.is_(None), OrgMember.active.is_(True))
@@ -183,22 +192,19 @@ def sandbox_members(args: dict):
     if args["q"]:
         stmt = stmt.where(OrgMember.name.contains(args["q"], autoescape=True))
     if args["level"]:
-        in_level = (
-            sa.select(OrgMembership.member_id)
-            .join(OrgNode, OrgNode.id == OrgMembership.node_id)
-            .where(OrgNode.level == args["level"], OrgNode.deleted_at.is_(None))
+        in_level = sa.or_(
+            OrgNode.level == args["level"],
+            sa.and_(OrgNode.level == "internal_department", parent.level == args["level"]),
         )
-        stmt = stmt.where(OrgMember.id.in_(in_level))
+        member_ids = positions_query.where(in_level).with_only_columns(OrgMembership.member_id)
+        stmt = stmt.where(OrgMember.id.in_(member_ids))
     members = list(session.scalars(stmt))
     positions: dict[int, list[dict]] = {}
     if members:
-        rows = session.execute(
-            sa.select(OrgMembership.member_id, OrgNode.name, OrgNode.level)
-            .join(OrgNode, OrgNode.id == OrgMembership.node_id)
-            .where(OrgMembership.member_id.in_([m.id for m in members]), OrgNode.deleted_at.is_(None))
-        ).all()
-        for member_id, name, level in rows:
-            positions.setdefault(member_id, []).append({"name": name, "level": level})
+        rows = session.execute(positions_query.where(OrgMembership.member_id.in_([m.id for m in members])))
+        for member_id, name, level, parent_name, _ in rows:
+            unit = parent_name if level == "internal_department" and parent_name else name
+            positions.setdefault(member_id, []).append({"name": name, "level": level, "unit_name": unit})
     items = [
         {"userid": m.userid, "name": m.name, "title": m.title, "positions": positions.get(m.id, [])} for m in members
     ]
