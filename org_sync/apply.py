@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from org_sync.classify import classify
 from org_sync.models import OrgChange, OrgMember, OrgMembership, OrgNode
@@ -117,17 +118,22 @@ def lock_tree(corp_id: str) -> None:
     """Serialise structural writes (creates, moves, removals) of one corp's tree until the transaction ends.
 
     A node's path is built from its parent's, so two workers moving overlapping subtrees at once would leave
-    stale paths. On PostgreSQL this takes a transaction-scoped advisory lock (and forgets what was read before
-    it, which the previous holder may have changed); SQLite already admits one writer at a time."""
+    stale paths, and two creating the same department would collide. On PostgreSQL this takes a
+    transaction-scoped advisory lock. SQLite admits one writer at a time, but pysqlite begins the transaction
+    only at its first write, so what was read before it may be stale: a no-op write takes the writer lock now.
+    Either way what was read before the lock is forgotten (the previous holder may have changed it)."""
     session = db.session()
     session.connection()  # begin the transaction the lock belongs to
     held = session.info.get("org_tree_lock")
     if held is not None and held[0] == corp_id and held[1]() is session.get_transaction() is not None:
         return
+    session.flush()
     if session.get_bind().dialect.name == "postgresql":
-        session.flush()
         session.execute(sa.select(sa.func.pg_advisory_xact_lock(tree_lock_key(corp_id))))
-        session.expire_all()
+    else:
+        nodes = OrgNode.__table__
+        session.execute(nodes.update().where(sa.false()).values(id=nodes.c.id))
+    session.expire_all()
     session.info["org_tree_lock"] = (corp_id, weakref.ref(session.get_transaction()))
 
 
@@ -397,6 +403,52 @@ def member_by_userid(corp_id: str, userid: str) -> OrgMember | None:
     return db.session().scalar(sa.select(OrgMember).where(OrgMember.corp_id == corp_id, OrgMember.userid == userid))
 
 
+def _dialect_insert(table: sa.Table) -> Any:
+    """An INSERT that can take ON CONFLICT clauses, on either backend."""
+    session = db.session()
+    return (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+def lock_member(corp_id: str, userid: str, *, create: Mapping[str, Any] | None = None) -> tuple[OrgMember | None, bool]:
+    """The member row of `userid`, fresh from the database and locked until the transaction ends; with `create`,
+    inserted first when missing. Returns `(member, created)`.
+
+    Whoever changes a member's memberships holds this lock from reading them to committing, so two workers
+    applying events of the same user run one after the other, each reading what the other committed; before it,
+    both could read "no membership in X" and both insert it (a UniqueViolation on pk_org_memberships). A missing
+    member is inserted with ON CONFLICT DO NOTHING: a concurrent insert of the same user waits for the first to
+    commit and then finds its row, instead of failing on the unique (corp_id, userid).
+
+    PostgreSQL: `SELECT … FOR NO KEY UPDATE` (FOR UPDATE would also block foreign-key checks of memberships
+    being inserted by a full sync's apply). SQLite admits one writing transaction at a time and pysqlite begins
+    it at the first write, so a write to the row (the insert, or a no-op update) is the lock, and every read
+    after it sees what earlier writers committed."""
+    session = db.session()
+    session.flush()
+    postgres = session.get_bind().dialect.name == "postgresql"
+    members = OrgMember.__table__
+    this = sa.and_(members.c.corp_id == corp_id, members.c.userid == userid)
+    created = False
+    if create is not None:
+        now = utcnow()
+        insert = _dialect_insert(members).values(
+            corp_id=corp_id, userid=userid, deleted_at=None, created_at=now, updated_at=now, **create
+        )
+        # RETURNING, not rowcount: a conflict returns no row on both backends.
+        inserted = insert.on_conflict_do_nothing(index_elements=["corp_id", "userid"]).returning(members.c.id)
+        created = session.execute(inserted).first() is not None
+    elif not postgres:
+        session.execute(members.update().where(this).values(userid=members.c.userid))
+    query = (
+        sa.select(OrgMember)
+        .where(OrgMember.corp_id == corp_id, OrgMember.userid == userid)
+        .execution_options(populate_existing=True)
+    )
+    if postgres:
+        query = query.with_for_update(key_share=True)
+    return session.scalar(query), created
+
+
 def _member_values(user: Mapping[str, Any]) -> dict[str, Any]:
     """The stored fields of a `v2/user/get` result. Fields DingTalk omitted (e.g. `mobile` without the contact
     field permission) are left out, so they keep their stored value; the mobile is stored masked only."""
@@ -438,14 +490,18 @@ def upsert_member(
 ) -> OrgMember:
     """Create, restore or update a member from a `v2/user/get` result, and set their memberships to exactly the
     departments DingTalk lists (fetching departments not known here yet)."""
-    session = db.session()
     userid = str(user["userid"])
     values = _member_values(user)
-    member = member_by_userid(corp_id, userid)
-    if member is None:
-        member = OrgMember(corp_id=corp_id, userid=userid, **values)
-        session.add(member)
-        session.flush()
+    wanted = _positions(user)
+    # Departments before the member: creating one takes the tree lock, and taking it before the member's lock,
+    # never after, keeps two workers from each holding one and waiting for the other.
+    nodes = {
+        dept_id: ensure_department(corp_id, dept_id, event_id=event_id, source=source, run_id=run_id)
+        for dept_id in wanted
+    }
+    member, created = lock_member(corp_id, userid, create=values)
+    assert member is not None  # inserted or found, and a member row is never hard-deleted
+    if created:
         _record(corp_id, "member", userid, "create", {k: [None, v] for k, v in values.items()}, event_id, run_id)
     else:
         restored = member.deleted_at is not None
@@ -455,7 +511,7 @@ def upsert_member(
             changes["deleted_at"] = [True, None]
         if changes:
             _record(corp_id, "member", userid, "restore" if restored else "update", changes, event_id, run_id)
-    _set_memberships(corp_id, member, _positions(user), event_id=event_id, source=source, run_id=run_id)
+    _set_memberships(corp_id, member, wanted, nodes, event_id=event_id, run_id=run_id)
     return member
 
 
@@ -463,11 +519,13 @@ def _set_memberships(
     corp_id: str,
     member: OrgMember,
     wanted: Mapping[int, tuple[int, bool]],
+    nodes: Mapping[int, OrgNode | None],
     *,
     event_id: str | None,
-    source: ContactSource | None,
     run_id: int | None,
 ) -> None:
+    """Make the member's memberships exactly `wanted`; the caller holds the member's lock (`lock_member`) and
+    has resolved every wanted department into `nodes` (None: gone from DingTalk)."""
     session = db.session()
     current = {
         dept_id: membership
@@ -475,26 +533,31 @@ def _set_memberships(
             sa.select(OrgMembership, OrgNode.dept_id)
             .join(OrgNode, OrgNode.id == OrgMembership.node_id)
             .where(OrgMembership.member_id == member.id)
+            .execution_options(populate_existing=True)  # read under the lock: what the last holder committed
         ).all()
     }
+    memberships = OrgMembership.__table__
     for dept_id, (order, leader) in wanted.items():
         membership = current.pop(dept_id, None)
         key = f"{member.userid}@{dept_id}"
-        if membership is not None and session.get(OrgNode, membership.node_id).deleted_at is None:
-            changes = _set_fields(membership, {"sort_order": order, "is_leader": leader})
-            if changes:
-                _record(corp_id, "membership", key, "update", changes, event_id, run_id)
-            continue
-        node = ensure_department(corp_id, dept_id, event_id=event_id, source=source, run_id=run_id)
+        node = nodes[dept_id]
         if node is None:  # gone from DingTalk since the user was read: its removal event drops it
             if membership is not None:
                 _drop_membership(corp_id, membership, member.userid, dept_id, event_id, run_id)
             continue
         if membership is None:
-            session.add(OrgMembership(member_id=member.id, node_id=node.id, sort_order=order, is_leader=leader))
-            changes = {"sort_order": [None, order], "is_leader": [None, leader]}
-            _record(corp_id, "membership", key, "create", changes, event_id, run_id)
-        else:  # its node was deleted here and has just been restored
+            # ON CONFLICT DO NOTHING: a full sync's apply (which does not take member locks) may have added the
+            # same position meanwhile; it then stays as that wrote it, and the next sync or event corrects it.
+            added = session.execute(
+                _dialect_insert(memberships)
+                .values(member_id=member.id, node_id=node.id, sort_order=order, is_leader=leader)
+                .on_conflict_do_nothing(index_elements=["member_id", "node_id"])
+                .returning(memberships.c.node_id)
+            ).first()
+            if added is not None:
+                changes = {"sort_order": [None, order], "is_leader": [None, leader]}
+                _record(corp_id, "membership", key, "create", changes, event_id, run_id)
+        else:  # live, or its node was deleted here and has just been restored
             changes = _set_fields(membership, {"sort_order": order, "is_leader": leader})
             if changes:
                 _record(corp_id, "membership", key, "update", changes, event_id, run_id)
@@ -513,7 +576,7 @@ def _drop_membership(
 
 def remove_member(corp_id: str, userid: str, *, event_id: str | None, run_id: int | None = None) -> bool:
     """Soft-delete a member who left, dropping their memberships; False when they were not live here."""
-    member = member_by_userid(corp_id, userid)
+    member, _ = lock_member(corp_id, userid)
     if member is None or member.deleted_at is not None:
         return False
     session = db.session()
@@ -550,6 +613,7 @@ __all__ = [
     "ContactSource",
     "GatewaySource",
     "ensure_department",
+    "lock_member",
     "lock_tree",
     "member_by_userid",
     "node_by_dept",

@@ -307,3 +307,92 @@ def test_structural_writes_of_one_corp_are_serialised(app, backend):
         thread.join(10)
     assert events.index(("b", "locked")) > events.index(("a", "commit"))
     assert events.index(("c", "locked")) < events.index(("a", "commit"))  # other corps are not held up
+
+
+def _apply_at_once(app, source: DictSource, user: dict, workers: int, tag: str) -> list[BaseException]:
+    """`workers` threads (each its own session, like RQ workers) apply the same user at the same moment."""
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(workers)
+
+    def work(i: int) -> None:
+        with app.app_context():
+            session = db.session()
+            try:
+                barrier.wait(10)
+                apply.upsert_member(CORP, user, event_id=f"{tag}w{i}", source=source)
+                session.commit()
+            except BaseException as exc:
+                session.rollback()
+                errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return errors
+
+
+_ADDED = ("membership", "create")
+
+
+def _logged(tag: str) -> list[tuple[str, str, str]]:
+    return [
+        tuple(row)
+        for row in db.session().execute(
+            sa.select(OrgChange.entity, OrgChange.action, OrgChange.entity_key).where(
+                OrgChange.event_id.like(f"{tag}w%")
+            )
+        )
+    ]
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_concurrent_applies_of_one_user_never_collide(app, backend):
+    """Several workers applying events of the same user at once (each RQ worker handling a `user_dept_change` of
+    the same person) used to both read "not in department X" and both insert that membership: a UniqueViolation
+    on pk_org_memberships (or on the member itself, for a new user), retried by the event handler. Under the
+    member's lock each worker reads what the previous one committed: nobody fails, and the change log records
+    each change once. (Departments none of them had stored yet, from round 5 on, are created once too: the tree
+    lock, which on SQLite now really takes the writer lock.)"""
+    workers, rounds = 6, 10
+    source = _small_tree()
+    dept_ids = sorted(source.departments)
+    with app.app_context():
+        apply.upsert_member(CORP, source.users["u1"], event_id="seed", source=source)
+        db.session().commit()
+        previous = set(source.users["u1"]["dept_id_list"])
+    for r in range(rounds):
+        depts = [dept_ids[(r + i) % len(dept_ids)] for i in range(3)]  # two kept, one new each round
+        # Only the departments change, as in a user_dept_change (a changed name would serialise the workers on
+        # the member row's own UPDATE, which is why the race was rare).
+        user = source.users["u1"] | {
+            "dept_id_list": depts,
+            "dept_order_list": [{"dept_id": d, "order": r} for d in depts],
+            "leader_in_dept": [{"dept_id": depts[0], "leader": True}],
+        }
+        errors = _apply_at_once(app, source, user, workers, f"r{r}")
+        assert errors == [], f"round {r}: {errors[0]!r}"
+        with app.app_context():
+            stored = set(
+                db.session().scalars(
+                    sa.select(OrgNode.dept_id)
+                    .join(OrgMembership, OrgMembership.node_id == OrgNode.id)
+                    .join(OrgMember, OrgMember.id == OrgMembership.member_id)
+                    .where(OrgMember.userid == "u1")
+                )
+            )
+            logged = _logged(f"r{r}")
+        assert stored == set(depts)
+        added = sorted(int(key.split("@")[1]) for entity, action, key in logged if (entity, action) == _ADDED)
+        assert added == sorted(set(depts) - previous)  # each new position logged once, by one worker
+        assert [action for entity, action, _ in logged if entity == "member"] == []
+        previous = set(depts)
+
+    # A user nobody has stored yet: the member is created once, the others find it.
+    newcomer = source.users["u1"] | {"userid": "u2", "unionid": "un2", "name": "李四"}
+    assert _apply_at_once(app, source, newcomer, workers, "new") == []
+    with app.app_context():
+        logged = _logged("new")
+        assert db.session().scalar(sa.select(sa.func.count()).where(OrgMember.userid == "u2")) == 1
+    assert sorted((entity, action) for entity, action, _ in logged) == [("member", "create"), _ADDED, _ADDED]
