@@ -1,8 +1,8 @@
 """Staging tables of a full sync: what DingTalk returned, keyed by run, plus the per-department checkpoint.
 
 A run streams every listing and user page here as it arrives, so nothing large is held in memory and an
-interrupted run resumes from the departments not yet listed or paged. The live tables are touched only once,
-when the whole tree has been fetched (org_sync/full_sync.py). Rows are deleted when the run finishes.
+interrupted run resumes from the departments not yet listed or paged (org_sync/walk.py). The live tables are
+touched only once, when the whole tree has been fetched (org_sync/diff.py). Rows are deleted when the run finishes.
 """
 
 from __future__ import annotations

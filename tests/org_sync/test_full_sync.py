@@ -11,8 +11,11 @@ import pytest
 import redis as redis_lib
 import sqlalchemy as sa
 from flask import Flask
+from sqlalchemy import orm
 
-from org_sync import full_sync
+from bot.models import OutboxMessage
+from org_sync import alerts, full_sync
+from org_sync.diff import Refusal
 from org_sync.fetch import DEPT_GET, LISTSUB, USER_LIST, InjectedFault
 from org_sync.full_sync import CorpLock, SyncLocked, run_full_sync
 from org_sync.models import OrgChange, OrgMember, OrgMembership, OrgNode, OrgSyncRun
@@ -286,7 +289,9 @@ def test_a_fresh_start_abandons_the_interrupted_run(make_app, small):
     assert leftover == 0
 
 
-def test_the_deletion_guard_refuses_a_run_that_would_remove_30_percent_of_people(make_app, small, caplog):
+def test_the_deletion_guard_refuses_a_run_that_would_remove_30_percent_of_people_and_alerts_the_admins(
+    make_app, small, caplog
+):
     app = make_app(small)
     with app.app_context():
         run_full_sync()
@@ -321,7 +326,8 @@ def test_the_deletion_guard_refuses_a_run_that_would_remove_30_percent_of_people
     before = _live_snapshot(app)
     changes_before = _count(app, sa.select(sa.func.count()).select_from(OrgChange))
 
-    with caplog.at_level(logging.ERROR, logger="org_sync.full_sync"), app.app_context():
+    since = str(len(small.admin("GET", "messages").json()["messages"]))  # in-process jobs may deliver at once
+    with caplog.at_level(logging.ERROR, logger="org_sync.alerts"), app.app_context():
         result = run_full_sync()
     assert result.state == "refused"
     assert result.counts["would_delete"]["members"] == vanished
@@ -332,11 +338,63 @@ def test_the_deletion_guard_refuses_a_run_that_would_remove_30_percent_of_people
     assert _count(app, sa.select(sa.func.count()).select_from(OrgMember).where(OrgMember.deleted_at.is_not(None))) == 0
     assert _count(app, sa.select(sa.func.count()).select_from(OrgChange)) == changes_before
 
+    # The corp's DingTalk administrators are alerted through the bot's outbox: one work notification per run,
+    # committed with the refusal, stating the counts, the share and how to proceed; the sandbox receives it.
+    with app.app_context(), get_db().engine.connect() as conn:
+        admins = sorted(conn.execute(sa.select(OrgMember.userid).where(OrgMember.is_admin)).scalars())
+        [row] = conn.execute(sa.select(OutboxMessage.__table__)).mappings().all()
+    assert admins
+    assert row["idempotency_key"] == alerts.refused_key(result.run_id)
+    assert (row["channel"], sorted(row["recipients"]), row["priority"]) == ("work_notice", admins, 2)
+    text = row["payload"]["text"]
+    for fact in (f"第 {result.run_id} 次", f"{vanished} / {len(users) + vanished}（30.0%）", "允许上限：5.0%"):
+        assert fact in text, text
+    assert "flask --app wsgi org-sync full --force" in text and "未做任何更改" in text
+    run_jobs(app)
+    [row] = _outbox_rows(app)
+    assert row.state == "sent" and sorted(row.delivered) == admins
+    got = [
+        m
+        for m in small.admin("GET", "messages", params={"kind": "work_notice", "since": since}).json()["messages"]
+        if f"第 {result.run_id} 次" in str(m["content"])
+    ]
+    assert [sorted(m["userids"]) for m in got] == [admins]
+    # Idempotent per run: alerting the same run again queues nothing new.
+    with app.app_context(), orm.Session(get_db().engine) as db:
+        refusal = Refusal(vanished, len(users) + vanished, 0, 1, 0.05)
+        alerts.alert_refused(db, result.run_id, CORP, "full", run["error"], refusal)
+        db.commit()
+    assert len(_outbox_rows(app)) == 1
+
     # An operator who knows the removal is real lets it through.
     with app.app_context():
         forced = run_full_sync(max_delete_share=1.0)
     assert forced.state == "succeeded" and forced.counts["members"]["deleted"] == vanished
     assert_tree_matches_truth(app, small)
+    assert len(_outbox_rows(app)) == 1  # a run that is let through alerts nobody
+
+
+def test_a_refusal_is_recorded_even_when_its_alert_cannot_be_queued(make_app, small, monkeypatch, caplog):
+    app = make_app(small)
+    with app.app_context():
+        run_full_sync()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("outbox unavailable")
+
+    monkeypatch.setattr(full_sync, "alert_refused", broken)
+    with caplog.at_level(logging.ERROR, logger="org_sync.full_sync"), app.app_context():
+        result = run_full_sync(max_delete_share=-1.0)  # any share is too much: refused with nothing to delete
+    assert result.state == "refused"
+    assert _run_row(app, result.run_id)["state"] == "refused"
+    assert _outbox_rows(app) == []
+    assert _count(app, sa.select(sa.func.count()).select_from(OrgStageUser)) == 0
+    assert any("could not queue the alert" in r.getMessage() for r in caplog.records)
+
+
+def _outbox_rows(app: Flask) -> list[OutboxMessage]:
+    with app.app_context(), orm.Session(get_db().engine) as db:
+        return list(db.scalars(sa.select(OutboxMessage).order_by(OutboxMessage.id)))
 
 
 def test_only_one_full_sync_per_corp(make_app, small):
