@@ -165,73 +165,76 @@ def operator_principal() -> Principal:
 def load_principal(session: orm.Session, member_id: int) -> Principal | None:
     """The member's positions and roles as stored now; None when the member is gone or inactive.
 
-    Two queries: the member's live nodes, then every ancestor of those nodes (to find each position's unit).
+    Read on every request (a member who leaves loses access at once), so it is three lean Core queries: the
+    member with their live nodes, the unit-level ancestors of those nodes, and the member's live grants.
     """
-    member = session.get(OrgMember, member_id)
-    if member is None or member.deleted_at is not None or not member.active:
-        return None
     rows = session.execute(
-        sa.select(OrgNode, OrgMembership.is_leader)
-        .join(OrgMembership, OrgMembership.node_id == OrgNode.id)
-        .where(OrgMembership.member_id == member_id, OrgNode.deleted_at.is_(None))
+        sa.select(
+            OrgMember.corp_id,
+            OrgMember.userid,
+            OrgMember.name,
+            OrgNode.id,
+            OrgNode.name,
+            OrgNode.path,
+            OrgNode.level,
+            OrgNode.layer,
+            OrgMembership.is_leader,
+        )
+        .select_from(OrgMember)
+        .outerjoin(OrgMembership, OrgMembership.member_id == OrgMember.id)
+        .outerjoin(OrgNode, sa.and_(OrgNode.id == OrgMembership.node_id, OrgNode.deleted_at.is_(None)))
+        .where(OrgMember.id == member_id, OrgMember.deleted_at.is_(None), OrgMember.active.is_(True))
         .order_by(OrgMembership.sort_order, OrgNode.id)
     ).all()
-    ancestor_ids = {int(part) for node, _ in rows for part in node.path.strip("/").split("/") if part}
-    ancestors: dict[int, OrgNode] = {}
+    if not rows:
+        return None
+    corp_id, userid, name = rows[0][:3]
+    nodes = [row[3:] for row in rows if row[3] is not None]
+    ancestor_ids = {int(part) for node in nodes for part in node[2].strip("/").split("/") if part}
+    units: dict[int, tuple[int, str, str, str]] = {}
     if ancestor_ids:
-        ancestors = {node.id: node for node in session.scalars(sa.select(OrgNode).where(OrgNode.id.in_(ancestor_ids)))}
+        units = {
+            unit[0]: tuple(unit)
+            for unit in session.execute(
+                sa.select(OrgNode.id, OrgNode.name, OrgNode.level, OrgNode.path).where(
+                    OrgNode.id.in_(ancestor_ids), OrgNode.level.in_(ADMINISTRATIVE_LEVELS + INSTITUTION_LEVELS)
+                )
+            )
+        }
 
     positions: list[Position] = []
     roles: list[Role] = []
-    for node, is_leader in rows:
-        unit = _unit_of(node, ancestors)
+    for node_id, node_name, path, level, layer, is_leader in nodes:
+        # The nearest unit at or above the node: its path lists the node ids from the root down.
+        chain = [int(part) for part in path.strip("/").split("/") if part]
+        unit = next((units[i] for i in reversed(chain) if i in units), None)
+        unit_id, unit_name, unit_level, unit_path = unit or (None, None, None, None)
         positions.append(
-            Position(
-                node_id=node.id,
-                name=node.name,
-                path=node.path,
-                level=node.level,
-                layer=node.layer,
-                is_leader=bool(is_leader),
-                unit_id=unit.id if unit else None,
-                unit_name=unit.name if unit else None,
-                unit_level=unit.level if unit else None,
-                unit_path=unit.path if unit else None,
-            )
+            Position(node_id, node_name, path, level, layer, bool(is_leader), unit_id, unit_name, unit_level, unit_path)
         )
-        if unit is None:
+        if unit_id is None:
             continue
-        if unit.level in ADMINISTRATIVE_LEVELS:
-            roles.append(Role("admin", unit.id, unit.path, "position"))
+        if unit_level in ADMINISTRATIVE_LEVELS:
+            roles.append(Role("admin", unit_id, unit_path, "position"))
         else:
-            roles.append(Role("clinician", unit.id, unit.path, "position"))
-            if is_leader and node.id == unit.id:
-                roles.append(Role("institution_admin", unit.id, unit.path, "leader"))
+            roles.append(Role("clinician", unit_id, unit_path, "position"))
+            if is_leader and node_id == unit_id:
+                roles.append(Role("institution_admin", unit_id, unit_path, "leader"))
 
     grants = session.execute(
-        sa.select(RoleGrant, OrgNode.path)
+        sa.select(RoleGrant.id, RoleGrant.role, RoleGrant.node_id, OrgNode.path)
         .join(OrgNode, OrgNode.id == RoleGrant.node_id)
         .where(RoleGrant.member_id == member_id, RoleGrant.revoked_at.is_(None), OrgNode.deleted_at.is_(None))
-    ).all()
-    roles += [Role(grant.role, grant.node_id, path, "grant", grant.id) for grant, path in grants]
+    )
+    roles += [Role(role, node_id, path, "grant", grant_id) for grant_id, role, node_id, path in grants]
     return Principal(
-        member_id=member.id,
-        corp_id=member.corp_id,
-        userid=member.userid,
-        name=member.name,
+        member_id=member_id,
+        corp_id=corp_id,
+        userid=userid,
+        name=name,
         positions=tuple(positions),
         roles=tuple(dict.fromkeys(roles)),
     )
-
-
-def _unit_of(node: OrgNode, ancestors: dict[int, OrgNode]) -> OrgNode | None:
-    """The nearest node at or above `node` that is an administrative unit or an institution."""
-    chain = [int(part) for part in node.path.strip("/").split("/") if part]
-    for node_id in reversed(chain):
-        candidate = ancestors.get(node_id, node if node_id == node.id else None)
-        if candidate is not None and candidate.level in ADMINISTRATIVE_LEVELS + INSTITUTION_LEVELS:
-            return candidate
-    return None
 
 
 def administers_whole_tree(principal: Principal, session: orm.Session) -> bool:
