@@ -19,8 +19,8 @@ from sqlalchemy import orm
 
 from org_sync import apply
 from org_sync.models import LEVELS, OrgMember, OrgMembership, OrgNode
-from workbench import db
-from workbench.auth.principal import Scope
+from workbench import audit, db
+from workbench.auth.principal import Principal, Scope
 from workbench.errors import ApiError
 from workbench.privacy import mask_mobile
 
@@ -176,19 +176,29 @@ def _member_view(member: OrgMember) -> dict[str, Any]:
     }
 
 
-def set_level_override(node_id: int, level: str | None, admin_scope: Scope) -> dict[str, Any]:
+def set_level_override(node_id: int, level: str | None, principal: Principal) -> dict[str, Any]:
     """An admin corrects a node's level (or clears the correction) within their subtree; syncs never overwrite
-    it. The node and the levels below it that depend on it are reclassified at once."""
+    it. The node and the levels below it that depend on it are reclassified at once. Audited: a level decides
+    who administers what (a node made a county bureau makes its members administrators)."""
     if level is not None and level not in LEVELS:
         raise ApiError("validation_error", f"未知的层级：{level}", status=422, field="level_override")
     session = db.session()
+    admin_scope = principal.scope("admin")
     node = _live_node(node_id, admin_scope)
     if node.level_override != level:
-        apply._record(
-            node.corp_id, "node", str(node.dept_id), "update", {"level_override": [node.level_override, level]}, None
-        )
+        change = {"level_override": [node.level_override, level]}
+        apply._record(node.corp_id, "node", str(node.dept_id), "update", change, None)
         node.level_override = level
         apply.reclassify_node(node)
+        audit.record(
+            principal,
+            "org.level_override",
+            resource_type="org_node",
+            resource_id=node.id,
+            node_id=node.id,
+            detail=change,
+            session=session,
+        )
     session.commit()
     return get_node(node_id, admin_scope)
 

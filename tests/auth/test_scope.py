@@ -148,3 +148,26 @@ def test_the_message_outbox_is_for_province_administrators(tree_client, sandbox,
     province_user = t.member_at("province_commission")
     province_admin = bearer(sign_in(tree_client, sandbox, province_user["userid"]))
     assert tree_client.get("/api/bot/outbox", headers=province_admin).status_code == 200
+
+
+def test_level_corrections_and_every_operator_request_are_audited(tree_app, tree_client, sandbox, tree):
+    from config.settings import DEV_ADMIN_TOKEN
+
+    t = Tree(tree)
+    (admin_user, county), _ = two_county_admins(t)
+    admin = bearer(sign_in(tree_client, sandbox, admin_user["userid"]))
+    hospital = node_id(tree_app, t.institutions_under(county)[0])
+    reply = tree_client.patch(
+        f"/api/org/nodes/{hospital}", json={"level_override": "member_institution"}, headers=admin
+    )
+    assert reply.status_code == 200
+    record = tree_client.get("/api/audit?action=org.level_override", headers=admin).get_json()["items"]
+    assert len(record) == 1 and record[0]["node_id"] == hospital and record[0]["resource_id"] == str(hospital)
+
+    operator = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
+    assert tree_client.get(f"/api/org/nodes/{hospital}", headers=operator).status_code == 200
+    uses = tree_client.get("/api/audit?action=auth.operator", headers=operator).get_json()["items"]
+    assert uses[-1]["actor"] == "operator" and uses[-1]["detail"] == {
+        "method": "GET",
+        "path": f"/api/org/nodes/{hospital}",
+    }

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from flask import Flask, current_app, g, request
 
-from workbench import db
+from workbench import audit, db
 from workbench.auth.principal import Principal, Scope, administers_whole_tree, load_principal, operator_principal
 from workbench.errors import ApiError
 
@@ -45,7 +45,10 @@ def _authenticate() -> Principal:
         raise ApiError("unauthorized", "需要登录 (Authorization: Bearer <access_token>)", status=401)
     settings = current_app.config["SETTINGS"]
     if settings.admin_token and hmac.compare_digest(given.encode(), settings.admin_token.encode()):
-        return operator_principal()
+        # The operator sees everything, so every use is on record.
+        principal = operator_principal()
+        audit.record(principal, "auth.operator", detail={"method": request.method, "path": request.path})
+        return principal
     claims = decode_access_token(settings, given)
     principal = load_principal(db.session(), claims.member_id)
     if principal is None:
