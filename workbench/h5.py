@@ -120,6 +120,21 @@ def shell():
     return response
 
 
+@bp.get("/admin/outbox")
+def admin_outbox():
+    """Delivery state and failures for province administrators: the outbox by state and channel, one message's
+    detail and 重试, and the approvals. Signs nobody in: it uses the tokens the shell keeps (sessionStorage), and
+    `/api/bot` decides who may read it (a 403 is shown as such)."""
+    config = {"shell": url_for("h5.shell", next=url_for("h5.admin_outbox")), "api": "/api/bot"}
+    html = render_template("h5/outbox.html", config=config, outbox_js=static_url("outbox.js"))
+    response = make_response(html)
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    return response
+
+
 def init_app(app: Flask) -> None:
     # A plain Flask blueprint: HTML and static files are not part of the OpenAPI description.
     app.register_blueprint(bp)

@@ -17,6 +17,7 @@
   }
   function saveTokens(t) { sessionStorage.setItem(KEY, JSON.stringify(t)); }
   function clearTokens() { sessionStorage.removeItem(KEY); }
+  var NEXT_KEY = "wb.next";
 
   function ApiFailure(status, code, message) {
     this.status = status; this.code = code; this.message = message;
@@ -193,6 +194,10 @@
       failed(e.code === "network" ? e.message : "登录失败：" + e.message, function () { signIn(); });
       return;
     }
+    // Back to the page that sent the member here to sign in (e.g. /h5/admin/outbox), else the workbench.
+    var next = sessionStorage.getItem(NEXT_KEY);
+    sessionStorage.removeItem(NEXT_KEY);
+    if (next) return window.location.replace(next);
     return home();
   }
 
@@ -336,6 +341,8 @@
   };
 
   var query = new URLSearchParams(window.location.search);
+  // Only this site's own pages: a `next` elsewhere would make the sign-in an open redirect.
+  if (/^\/h5\/[^\/\\]/.test(query.get("next") || "")) sessionStorage.setItem(NEXT_KEY, query.get("next"));
   if (query.get("state")) oauthState = query.get("state");
   var authCode = query.get("authCode") || query.get("code");
   if (authCode || query.get("login")) window.history.replaceState(null, "", window.location.pathname);
