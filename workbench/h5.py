@@ -111,7 +111,9 @@ def shell():
         "icons": url_for("h5.static", filename="icons/"),
         "levels": [{"code": code, "name": name} for code, name in LEVELS],
     }
-    html = render_template("h5/index.html", config=config, app_js=static_url("app.js"))
+    html = render_template(
+        "h5/index.html", config=config, session_js=static_url("session.js"), app_js=static_url("app.js")
+    )
     response = make_response(html)
     response.headers["Content-Security-Policy"] = CSP
     response.headers["Cache-Control"] = "no-cache"
@@ -126,7 +128,9 @@ def admin_outbox():
     detail and 重试, and the approvals. Signs nobody in: it uses the tokens the shell keeps (sessionStorage), and
     `/api/bot` decides who may read it (a 403 is shown as such)."""
     config = {"shell": url_for("h5.shell", next=url_for("h5.admin_outbox")), "api": "/api/bot"}
-    html = render_template("h5/outbox.html", config=config, outbox_js=static_url("outbox.js"))
+    html = render_template(
+        "h5/outbox.html", config=config, session_js=static_url("session.js"), outbox_js=static_url("outbox.js")
+    )
     response = make_response(html)
     response.headers["Content-Security-Policy"] = CSP
     response.headers["Cache-Control"] = "no-cache"

@@ -1,10 +1,9 @@
 /* The workbench H5 shell: sign in (DingTalk free-login, PC OAuth2, or the sandbox picker), then the member's apps.
-   Plain ES2017, no framework, no build step. Tokens live in sessionStorage (gone when the webview closes). */
+   Plain ES2017, no framework, no build step. Tokens and API calls: session.js. */
 (function () {
   "use strict";
 
   var cfg = JSON.parse(document.getElementById("wb-config").textContent);
-  var KEY = "wb.tokens";
   var inDingTalk = /DingTalk/i.test(navigator.userAgent);
   var $ = function (id) { return document.getElementById(id); };
   var LEVEL_NAMES = {};
@@ -12,64 +11,11 @@
 
   // --- tokens and API --------------------------------------------------------------------------------------
 
-  function tokens() {
-    try { return JSON.parse(sessionStorage.getItem(KEY)); } catch (e) { return null; }
-  }
-  function saveTokens(t) { sessionStorage.setItem(KEY, JSON.stringify(t)); }
-  function clearTokens() { sessionStorage.removeItem(KEY); }
+  var session = window.WorkbenchSession;
+  var tokens = session.tokens, saveTokens = session.saveTokens, clearTokens = session.clearTokens;
+  var call = session.call, api = session.api;
   var NEXT_KEY = "wb.next";
-
-  function ApiFailure(status, code, message) {
-    this.status = status; this.code = code; this.message = message;
-  }
-
-  async function call(method, path, body, auth) {
-    var headers = { Accept: "application/json" };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
-    var t = tokens();
-    if (auth && t) headers.Authorization = "Bearer " + t.access_token;
-    var reply;
-    try {
-      reply = await fetch(path, {
-        method: method, headers: headers, credentials: "same-origin",
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-    } catch (e) {
-      throw new ApiFailure(0, "network", "网络异常，请检查网络后重试");
-    }
-    var data = null;
-    try { data = await reply.json(); } catch (e) { /* empty or non-JSON body */ }
-    if (!reply.ok) {
-      var err = (data && data.error) || {};
-      var fallback = reply.status >= 500 ? "服务暂时不可用，请稍后重试" : "请求失败（" + reply.status + "）";
-      throw new ApiFailure(reply.status, err.code || "http_" + reply.status, err.message || fallback);
-    }
-    return data;
-  }
-
-  var refreshing = null;
   var signedInAgain = false;
-  function refresh() {
-    // One refresh at a time: parallel 401s share it (refresh tokens rotate, a second use would revoke the family).
-    if (!refreshing) {
-      var t = tokens();
-      refreshing = (t && t.refresh_token
-        ? call("POST", "/api/auth/refresh", { refresh_token: t.refresh_token }).then(saveTokens)
-        : Promise.reject(new ApiFailure(401, "unauthorized", "登录已失效，请重新登录"))
-      ).finally(function () { refreshing = null; });
-    }
-    return refreshing;
-  }
-
-  async function api(method, path, body) {
-    try {
-      return await call(method, path, body, true);
-    } catch (e) {
-      if (e.status !== 401 || e.code !== "token_expired") throw e;
-      await refresh();
-      return call(method, path, body, true);
-    }
-  }
 
   // --- views ------------------------------------------------------------------------------------------------
 

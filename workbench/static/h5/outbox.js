@@ -1,11 +1,10 @@
 /* 消息投递与审批 (/h5/admin/outbox): the outbox by state and channel, one message's detail and 重试, the approvals.
    For province administrators, in a PC browser or a phone. Plain ES2017, no framework, no build step. It signs
-   nobody in: it reads the tokens the shell (app.js) keeps in sessionStorage and refreshes them the same way. */
+   nobody in: it uses the session the shell signed in (session.js). */
 (function () {
   "use strict";
 
   var cfg = JSON.parse(document.getElementById("wb-config").textContent);
-  var KEY = "wb.tokens"; // the shell's key (app.js)
   var PAGE_SIZE = 20;
   var $ = function (id) { return document.getElementById(id); };
 
@@ -20,59 +19,10 @@
   var APPROVAL_CHANNELS = { workflow: "OA 审批", card: "审批卡片" };
   var RETRYABLE = ["failed", "held"]; // what POST /outbox/<id>/retry accepts
 
-  // --- tokens and API (as in app.js: one shared refresh on a 401 token_expired) -------------------------------
+  // --- tokens and API: the shell's session (session.js) ------------------------------------------------------
 
-  function tokens() {
-    try { return JSON.parse(sessionStorage.getItem(KEY)); } catch (e) { return null; }
-  }
-
-  function ApiFailure(status, code, message) { this.status = status; this.code = code; this.message = message; }
-
-  async function call(method, path, body, auth) {
-    var headers = { Accept: "application/json" };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
-    var t = tokens();
-    if (auth && t) headers.Authorization = "Bearer " + t.access_token;
-    var reply;
-    try {
-      reply = await fetch(path, { method: method, headers: headers, credentials: "same-origin",
-        body: body === undefined ? undefined : JSON.stringify(body) });
-    } catch (e) {
-      throw new ApiFailure(0, "network", "网络异常，请检查网络后重试");
-    }
-    var data = null;
-    try { data = await reply.json(); } catch (e) { /* empty or non-JSON body */ }
-    if (!reply.ok) {
-      var err = (data && data.error) || {};
-      var fallback = reply.status >= 500 ? "服务暂时不可用，请稍后重试" : "请求失败（" + reply.status + "）";
-      throw new ApiFailure(reply.status, err.code || "http_" + reply.status, err.message || fallback);
-    }
-    return data;
-  }
-
-  var refreshing = null;
-  function refresh() {
-    if (!refreshing) {
-      var t = tokens();
-      refreshing = (t && t.refresh_token
-        ? call("POST", "/api/auth/refresh", { refresh_token: t.refresh_token }).then(function (n) {
-          sessionStorage.setItem(KEY, JSON.stringify(n));
-        })
-        : Promise.reject(new ApiFailure(401, "unauthorized", "登录已失效，请重新登录"))
-      ).finally(function () { refreshing = null; });
-    }
-    return refreshing;
-  }
-
-  async function api(method, path, body) {
-    try {
-      return await call(method, cfg.api + path, body, true);
-    } catch (e) {
-      if (e.status !== 401 || e.code !== "token_expired") throw e;
-      await refresh();
-      return call(method, cfg.api + path, body, true);
-    }
-  }
+  var tokens = window.WorkbenchSession.tokens;
+  function api(method, path, body) { return window.WorkbenchSession.api(method, cfg.api + path, body); }
 
   // --- helpers ----------------------------------------------------------------------------------------------
 
@@ -133,7 +83,7 @@
   function failure(e) {
     // The whole page stops for sign-in and permission; anything else is a notice above what was loaded.
     if (e.status === 401) {
-      sessionStorage.removeItem(KEY);
+      window.WorkbenchSession.clearTokens();
       return status("登录已失效，请回到工作台重新登录后再打开本页", true, true);
     }
     if (e.status === 403) return status("仅省级管理员可查看消息投递与审批", true, false);
