@@ -111,15 +111,7 @@ def shell():
         "icons": url_for("h5.static", filename="icons/"),
         "levels": [{"code": code, "name": name} for code, name in LEVELS],
     }
-    html = render_template(
-        "h5/index.html", config=config, session_js=static_url("session.js"), app_js=static_url("app.js")
-    )
-    response = make_response(html)
-    response.headers["Content-Security-Policy"] = CSP
-    response.headers["Cache-Control"] = "no-cache"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "same-origin"
-    return response
+    return _page("h5/index.html", config, "app.js")
 
 
 @bp.get("/admin/outbox")
@@ -128,9 +120,13 @@ def admin_outbox():
     detail and 重试, and the approvals. Signs nobody in: it uses the tokens the shell keeps (sessionStorage), and
     `/api/bot` decides who may read it (a 403 is shown as such)."""
     config = {"shell": url_for("h5.shell", next=url_for("h5.admin_outbox")), "api": "/api/bot"}
-    html = render_template(
-        "h5/outbox.html", config=config, session_js=static_url("session.js"), outbox_js=static_url("outbox.js")
-    )
+    return _page("h5/outbox.html", config, "outbox.js")
+
+
+def _page(template: str, config: dict, script: str) -> Response:
+    """A page: its config as an inert JSON block, the shared session script and its own, and headers that keep
+    scripts to this site and the page itself uncached (its script URLs carry content hashes instead)."""
+    html = render_template(template, config=config, session_js=static_url("session.js"), page_js=static_url(script))
     response = make_response(html)
     response.headers["Content-Security-Policy"] = CSP
     response.headers["Cache-Control"] = "no-cache"
