@@ -14,7 +14,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@touch $(STAMP)
 
 # The H5 shell's self-hosted dingtalk-jsapi (from the npm registry, pinned and integrity-checked).
-$(JSAPI): scripts/vendor-js.sh
+$(JSAPI): scripts/vendor-js.sh scripts/jsapi/package-lock.json
 	@bash scripts/vendor-js.sh
 
 run: setup

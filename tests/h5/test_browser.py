@@ -269,8 +269,7 @@ LEGACY_DD = (
 def test_inside_dingtalk_signs_in_with_request_auth_code(live, sandbox, page, client_api):
     """Inside DingTalk the page loads the self-hosted jsapi and calls requestAuthCode with the corp id (and the
     app key); here a stand-in `dd` answers with a real code the sandbox minted (the client's part)."""
-    if not VENDOR_JSAPI.is_file():
-        pytest.skip("dingtalk-jsapi is not vendored: run scripts/vendor-js.sh (make setup does)")
+    assert VENDOR_JSAPI.is_file(), "dingtalk-jsapi is not vendored: run scripts/vendor-js.sh (make setup does)"
     admin = county_admin(live.app)
     stand_in = f"window.__ddCalls = []; window.__code = {auth_code(sandbox, admin.userid)!r};"
     stand_in += UNION_DD if client_api == "union" else LEGACY_DD
@@ -290,8 +289,7 @@ def test_inside_dingtalk_signs_in_with_request_auth_code(live, sandbox, page, cl
 
 def test_vendored_jsapi_loads_in_a_browser(live, page):
     """The bundle scripts/vendor-js.sh builds runs in a browser and sets `window.dd` (outside DingTalk it knows)."""
-    if not VENDOR_JSAPI.is_file():
-        pytest.skip("dingtalk-jsapi is not vendored: run scripts/vendor-js.sh (make setup does)")
+    assert VENDOR_JSAPI.is_file(), "dingtalk-jsapi is not vendored: run scripts/vendor-js.sh (make setup does)"
     page.goto(live.url + "/h5/")
     src = page.evaluate("JSON.parse(document.getElementById('wb-config').textContent).jsapi")
     assert src and "?v=" in src
