@@ -378,6 +378,8 @@ def _resume(db: orm.Session, rows: list[OutboxMessage]) -> int:
             call = channel.rebuild(call_uuid, call_rows)
         else:
             call = Call(call_uuid, [(r, list(r.inflight["userids"])) for r in call_rows], call_rows[0].payload)
+        if not channel.admit(call):
+            continue  # the robot's minute is full: the rows stay interrupted and the next recovery run resumes them
         if _make_call(db, call, channel.name):
             log.info("resumed an interrupted call", extra={"channel": channel.name, "rows": len(call_rows)})
         _settle(db, call_rows)

@@ -37,6 +37,14 @@ def redact(text: str) -> str:
     return text
 
 
+# The `extra=` fields a record may carry into the log: ids, counts and states only. A field not listed here is
+# dropped, so a careless `extra={"resident": ...}` cannot put personal data into the logs.
+LOGGED_EXTRAS = (
+    "event", "api", "status", "duration_ms", "attempt", "job", "code", "result", "action",
+    "channel", "rows", "held", "quota", "card", "approval", "run_id", "deleted", "retention_days",
+)  # fmt: skip
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -48,7 +56,7 @@ class JsonFormatter(logging.Formatter):
         request_id = getattr(record, "request_id", None)
         if request_id:
             entry["request_id"] = request_id
-        for key in ("event", "api", "status", "duration_ms", "attempt", "job"):
+        for key in LOGGED_EXTRAS:
             if hasattr(record, key):
                 entry[key] = getattr(record, key)
         if record.exc_info:

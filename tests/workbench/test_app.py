@@ -85,3 +85,15 @@ def test_logs_never_carry_tokens_secrets_id_numbers_or_phones():
     assert "330102********1234" in line and "138****5678" in line
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "token=%s", ("leak",), None)
     assert "leak" not in JsonFormatter().format(record)
+
+
+def test_logs_keep_listed_extras_and_drop_others():
+    import json
+    import logging
+
+    from workbench.logs import JsonFormatter
+
+    record = logging.LogRecord("bot.outbox", logging.INFO, __file__, 1, "resumed", None, None)
+    record.channel, record.rows, record.resident = "robot_oto", 3, "张三 330106199001011234"
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["channel"] == "robot_oto" and entry["rows"] == 3 and "resident" not in entry
