@@ -6,6 +6,7 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from mini_apps import catalog
+    from mini_apps import catalog, family_doctor
 
     catalog.init_app(app)
+    family_doctor.init_app(app)

@@ -2,6 +2,7 @@
 
 from bot.models import BotApproval, BotCard, DailySend, OutboxMessage, WebhookRobot
 from mini_apps.catalog.models import AppGroup, CatalogApp
+from mini_apps.family_doctor.models import Contract, FamilyDoctorTeam, Resident, TeamMember
 from org_sync.models import OrgChange, OrgMember, OrgMembership, OrgNode, OrgSyncRun
 from org_sync.staging import OrgStageDept, OrgStageMembership, OrgStageUser, OrgSyncLock
 from workbench.audit import AuditRecord
@@ -18,8 +19,10 @@ __all__ = [
     "BotApproval",
     "BotCard",
     "CatalogApp",
+    "Contract",
     "DailySend",
     "DingTalkEvent",
+    "FamilyDoctorTeam",
     "OrgChange",
     "OrgMember",
     "OrgMembership",
@@ -32,7 +35,9 @@ __all__ = [
     "OutboxMessage",
     "QuotaUsage",
     "RefreshToken",
+    "Resident",
     "RoleGrant",
+    "TeamMember",
     "WebhookRobot",
     "metadata",
 ]
