@@ -58,7 +58,8 @@ def record(
     without, it is written at once in its own transaction, so a read is on record even if the request fails."""
     row = AuditRecord(
         at=utcnow(),
-        actor=principal.actor if principal else "anonymous",
+        # No principal: someone not signed in (a refused sign-in) in a request, the platform itself in a job.
+        actor=principal.actor if principal else ("anonymous" if has_request_context() else "system"),
         actor_member_id=principal.member_id if principal else None,
         action=action,
         resource_type=resource_type,
