@@ -61,7 +61,7 @@ from sqlalchemy import event, orm
 
 from bot import cards
 from bot.models import APPROVAL_MODES, FINAL_APPROVAL_STATES, BotApproval, BotCard
-from workbench.db import session, utcnow
+from workbench.db import paginate, session, utcnow
 from workbench.dingtalk import get_gateway
 from workbench.dingtalk.errors import DingTalkError, ThrottledError, TransientError
 from workbench.dingtalk.events import Event, EventRouter
@@ -602,12 +602,10 @@ def poll_approvals(stale_after: timedelta = STALE_AFTER, start_lease: timedelta 
 
 
 def list_approvals(state: str | None, page: int, page_size: int) -> dict:
-    db = session()
     query = sa.select(BotApproval)
     if state:
         query = query.where(BotApproval.state == state)
-    total = db.scalar(sa.select(sa.func.count()).select_from(query.subquery()))
-    items = db.scalars(query.order_by(BotApproval.id.desc()).offset((page - 1) * page_size).limit(page_size)).all()
+    items, total = paginate(query.order_by(BotApproval.id.desc()), page, page_size)
     return {"items": items, "total": total, "page": page, "page_size": page_size}
 
 

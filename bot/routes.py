@@ -11,7 +11,7 @@ from bot import approvals, cards, outbox, schemas
 from bot.models import BotApproval, OutboxMessage
 from workbench.api import Blueprint
 from workbench.auth import require_province_admin
-from workbench.db import session
+from workbench.db import paginate, session
 from workbench.dingtalk import get_meter
 from workbench.errors import ApiError
 
@@ -28,10 +28,8 @@ def list_outbox(args: dict) -> dict:
     for name in ("state", "channel"):
         if args.get(name):
             query = query.where(getattr(OutboxMessage, name) == args[name])
-    db = session()
-    total = db.scalar(sa.select(sa.func.count()).select_from(query.subquery()))
     page, size = args["page"], args["page_size"]
-    items = db.scalars(query.order_by(OutboxMessage.id.desc()).offset((page - 1) * size).limit(size)).all()
+    items, total = paginate(query.order_by(OutboxMessage.id.desc()), page, size)
     return {"items": items, "total": total, "page": page, "page_size": size}
 
 

@@ -272,7 +272,10 @@ def _choice(env: Mapping[str, str], name: str, default: str, allowed: set[str]) 
 
 def _process_code(value: str | None) -> str | None:
     if value is not None and not re.fullmatch(r"PROC-[A-Za-z0-9_-]+", value):
-        raise ConfigError("DINGTALK_APPROVAL_PROCESS_CODE", "expected a process code like PROC-XXXXXXXX")
+        raise ConfigError(
+            "DINGTALK_APPROVAL_PROCESS_CODE",
+            "expected DingTalk's process code: PROC- followed by letters, digits, - or _",
+        )
     return value
 
 

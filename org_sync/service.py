@@ -63,9 +63,7 @@ def node_view(node: OrgNode) -> dict[str, Any]:
 def _paged(query: sa.Select, page: int, page_size: int) -> Page:
     page_size = max(1, min(page_size, MAX_PAGE_SIZE))
     page = max(1, page)
-    session = db.session()
-    total = session.scalar(sa.select(sa.func.count()).select_from(query.order_by(None).subquery())) or 0
-    rows = session.scalars(query.limit(page_size).offset((page - 1) * page_size)).all()
+    rows, total = db.paginate(query, page, page_size)
     return Page([node_view(n) for n in rows], total, page, page_size)
 
 

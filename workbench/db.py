@@ -91,6 +91,17 @@ def get_db() -> Database:
     return current_app.extensions["workbench.db"]
 
 
+def paginate(
+    query: sa.Select, page: int, page_size: int, *, rows: bool = False, db_session: orm.Session | None = None
+) -> tuple[list, int]:
+    """One page of `query` (already ordered) and the total it has without paging: entities, or whole result
+    rows with `rows=True`."""
+    db_session = db_session or session()
+    total = db_session.scalar(sa.select(sa.func.count()).select_from(query.order_by(None).subquery())) or 0
+    paged = query.limit(page_size).offset((page - 1) * page_size)
+    return list(db_session.execute(paged).all() if rows else db_session.scalars(paged)), total
+
+
 def session() -> orm.Session:
     """The current thread's session of the current app."""
     return get_db().session()

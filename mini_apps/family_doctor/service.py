@@ -581,9 +581,8 @@ def list_residents(
             Contract.end_date >= on,
             Contract.end_date <= on + timedelta(days=filters["expiring_within"]),
         )
-    total = session.scalar(sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery()))
     page, per_page = filters.get("page", 1), filters.get("per_page", 50)
-    rows = session.execute(stmt.order_by(Resident.id).limit(per_page).offset((page - 1) * per_page)).all()
+    rows, total = db.paginate(stmt.order_by(Resident.id), page, per_page, rows=True, db_session=session)
     items = [
         {**_resident_view(resident, on), "contract": _contract_view(contract, team_name, on)}
         for resident, contract, team_name, _ in rows

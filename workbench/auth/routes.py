@@ -160,10 +160,7 @@ def revoke(grant_id: int):
 def audit_log(args: dict) -> dict:
     """The audit log within the caller's subtree (and the caller's own actions), newest first."""
     page, page_size = args.pop("page"), args.pop("page_size")
-    stmt = audit.query(current_principal().scope("admin"), **args)
-    session = db.session()
-    total = session.scalar(sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery()))
-    items = list(session.scalars(stmt.limit(page_size).offset((page - 1) * page_size)))
+    items, total = db.paginate(audit.query(current_principal().scope("admin"), **args), page, page_size)
     return {"items": items, "total": total, "page": page, "page_size": page_size}
 
 
