@@ -143,3 +143,28 @@ def test_oauth_start_only_redirects_within_the_site(tree_client):
     reply = tree_client.get("/api/auth/oauth/start?next=https://evil.example/")
     assert reply.status_code == 422 and reply.get_json()["error"]["field"] == "next"
     assert tree_client.get("/api/auth/oauth/start?next=//evil.example/").status_code == 422
+
+
+def test_the_sandbox_picker_endpoints_name_bad_input(tree_client, tree, tree_app):
+    user = user_at(tree, "member_institution")
+    minted = tree_client.post("/api/auth/sandbox/code", json={"userid": user["userid"]})
+    assert minted.status_code == 200
+    code = minted.get_json()["code"]
+    assert tree_client.post("/api/auth/dingtalk", json={"code": code}).status_code == 200
+    unknown = tree_client.post("/api/auth/sandbox/code", json={"userid": "no-such-user"})
+    assert unknown.status_code == 404 and unknown.get_json()["error"]["field"] == "userid"
+    for body, field in (({}, "userid"), ({"userid": "x", "kind": "sms"}, "kind")):
+        reply = tree_client.post("/api/auth/sandbox/code", json=body)
+        assert reply.status_code == 422 and reply.get_json()["error"]["field"] == field
+    assert tree_client.get("/api/auth/sandbox/members?limit=1000").status_code == 422
+    found = tree_client.get("/api/auth/sandbox/members?level=member_institution&limit=5").get_json()["items"]
+    assert found and all(p["unit_name"] for person in found for p in person["positions"])
+
+    # With the sandbox gone, a clear 503 rather than a 500.
+    import dataclasses
+
+    settings = tree_app.config["SETTINGS"]
+    gone = dataclasses.replace(settings.dingtalk, oapi_base="http://127.0.0.1:9")
+    tree_app.config["SETTINGS"] = dataclasses.replace(settings, dingtalk=gone)
+    reply = tree_client.post("/api/auth/sandbox/code", json={"userid": user["userid"]})
+    assert reply.status_code == 503 and reply.get_json()["error"]["code"] == "sandbox_unavailable"

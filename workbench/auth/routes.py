@@ -215,8 +215,12 @@ def sandbox_code(body: dict):
     import requests
 
     base = _settings().dingtalk.oapi_base
-    reply = requests.post(f"{base}/_sandbox/auth-code", json=body, timeout=5)
+    try:
+        reply = requests.post(f"{base}/_sandbox/auth-code", json=body, timeout=5)
+    except requests.RequestException:
+        raise ApiError("sandbox_unavailable", "沙箱未启动或无法连接", status=503) from None
     if reply.status_code == 404:
         raise ApiError("not_found", f"成员 {body['userid']} 不存在", status=404, field="userid")
-    reply.raise_for_status()
+    if reply.status_code != 200:
+        raise ApiError("sandbox_error", f"沙箱拒绝签发授权码（HTTP {reply.status_code}）", status=502)
     return jsonify({"code": reply.json()["code"], "kind": body["kind"]})
