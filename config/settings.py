@@ -46,6 +46,9 @@ class ConfigError(ValueError):
         self.variable = variable
 
 
+SANDBOX_SCENE_GROUP_TEMPLATE = "tpl-family-doctor-team"
+
+
 @dataclass(frozen=True)
 class DingTalkSettings:
     app_key: str
@@ -64,6 +67,10 @@ class DingTalkSettings:
     # The OA approval template (审批模板) approvals start by default; without one they go out as cards (§6).
     approval_process_code: str | None = None
     card_callback_type: str = "HTTP"  # how card clicks come back: HTTP callback or STREAM (§5)
+    # The scene-group template (场景群模板, from the developer console) the family-doctor team chats are made from;
+    # its robot must be the app's robot so group messages and cards can be posted (dingtalk.md §4.2). Unset with a
+    # real app: the chats are not created (each team shows why) until it is configured.
+    scene_group_template_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -207,6 +214,9 @@ def _dingtalk_settings(env: Mapping[str, str]) -> DingTalkSettings:
         monthly_message_quota=_positive_int(env, "DINGTALK_MONTHLY_MESSAGE_QUOTA", 3000),
         approval_process_code=_process_code(env.get("DINGTALK_APPROVAL_PROCESS_CODE")),
         card_callback_type=_choice(env, "DINGTALK_CARD_CALLBACK_TYPE", "HTTP", {"HTTP", "STREAM"}),
+        scene_group_template_id=env.get(
+            "DINGTALK_SCENE_GROUP_TEMPLATE_ID", SANDBOX_SCENE_GROUP_TEMPLATE if sandbox else None
+        ),
     )
 
 

@@ -14,6 +14,7 @@ from sandbox.freelogin import AuthStore
 from sandbox.groups import GroupStore
 from sandbox.messages import MessageStore
 from sandbox.notices import NoticeStore
+from sandbox.residents import ResidentAccounts
 from sandbox.settings import Settings
 from sandbox.stream import StreamHub
 from sandbox.throttle import Throttle
@@ -43,6 +44,7 @@ class SandboxState:
     notices: NoticeStore = field(default_factory=NoticeStore)
     cards: CardStore = field(default_factory=CardStore)
     approvals: ApprovalStore = field(default_factory=ApprovalStore)
+    residents: ResidentAccounts = field(default_factory=ResidentAccounts)
 
     def __post_init__(self) -> None:
         self.tokens = TokenStore(self.settings.token_ttl)

@@ -125,5 +125,78 @@ class Contract(Model):
     terminated_at: orm.Mapped[datetime | None] = orm.mapped_column(UTCDateTime())
     terminated_reason: orm.Mapped[str | None] = orm.mapped_column(sa.String(200))
     source: orm.Mapped[str] = orm.mapped_column(sa.String(16), default="manual")  # manual | import
+    # When the renewal reminder (a month before the end) was queued: it goes once per contract.
+    renewal_reminded_at: orm.Mapped[datetime | None] = orm.mapped_column(UTCDateTime())
     created_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow)
     created_by: orm.Mapped[str] = orm.mapped_column(sa.String(140))
+
+
+class TeamChat(Model):
+    """A team's signed-doctor chat (签约医生群): one DingTalk scene group per team, created on first need."""
+
+    __tablename__ = "family_doctor_team_chats"
+
+    team_id: orm.Mapped[int] = orm.mapped_column(
+        sa.ForeignKey("family_doctor_teams.id", ondelete="CASCADE"), primary_key=True
+    )
+    open_conversation_id: orm.Mapped[str | None] = orm.mapped_column(sa.String(100), unique=True)
+    chat_id: orm.Mapped[str | None] = orm.mapped_column(sa.String(100))
+    owner_userid: orm.Mapped[str | None] = orm.mapped_column(sa.String(64))
+    synced_at: orm.Mapped[datetime | None] = orm.mapped_column(UTCDateTime())
+    last_error: orm.Mapped[str | None] = orm.mapped_column(sa.String(300))
+    created_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ChatMember(Model):
+    """Who DingTalk has in a team's chat, as last confirmed by a successful call: the sync diffs what should be
+    there against these rows, so an interrupted sync resumes where it stopped."""
+
+    __tablename__ = "family_doctor_chat_members"
+
+    team_id: orm.Mapped[int] = orm.mapped_column(
+        sa.ForeignKey("family_doctor_team_chats.team_id", ondelete="CASCADE"), primary_key=True
+    )
+    userid: orm.Mapped[str] = orm.mapped_column(sa.String(64), primary_key=True)
+    kind: orm.Mapped[str] = orm.mapped_column(sa.String(16))  # staff | resident
+    added_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow)
+
+
+FOLLOW_UP_KINDS = {"hypertension": "高血压随访", "diabetes": "2型糖尿病随访"}  # quarterly (基本公卫规范)
+
+
+class FollowUp(Model):
+    """A due chronic-disease follow-up (随访) of a signed resident: open until done; the next one is due a quarter
+    after the last was done."""
+
+    __tablename__ = "family_doctor_follow_ups"
+    __table_args__ = (
+        sa.UniqueConstraint("resident_id", "kind", "due_date"),
+        sa.Index("ix_family_doctor_follow_ups_team_open", "team_id", "done_on", "due_date"),
+    )
+
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    resident_id: orm.Mapped[int] = orm.mapped_column(
+        sa.ForeignKey("family_doctor_residents.id", ondelete="CASCADE"), index=True
+    )
+    team_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("family_doctor_teams.id"))
+    kind: orm.Mapped[str] = orm.mapped_column(sa.String(16))  # FOLLOW_UP_KINDS
+    due_date: orm.Mapped[date] = orm.mapped_column(sa.Date)
+    done_on: orm.Mapped[date | None] = orm.mapped_column(sa.Date)
+    done_by: orm.Mapped[str | None] = orm.mapped_column(sa.String(140))
+    note: orm.Mapped[str] = orm.mapped_column(sa.String(300), default="")
+    reminded_at: orm.Mapped[datetime | None] = orm.mapped_column(UTCDateTime())
+    created_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ServicePopulation(Model):
+    """The population an institution serves (辖区常住人口), overall (`category` "all") and per key population (a
+    `TAGS` code), per year: the denominators of signing coverage (签约覆盖率, domain.md §5.3)."""
+
+    __tablename__ = "family_doctor_service_populations"
+
+    node_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("org_nodes.id"), primary_key=True)
+    year: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    category: orm.Mapped[str] = orm.mapped_column(sa.String(20), primary_key=True)
+    population: orm.Mapped[int] = orm.mapped_column()
+    updated_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow)
+    updated_by: orm.Mapped[str] = orm.mapped_column(sa.String(140))

@@ -16,7 +16,7 @@ from workbench.audit import AuditRecord
 from workbench.auth.principal import load_principal
 
 OPERATOR = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
-BUILT_IN = {"referral", "precision_control", "compensation"}
+BUILT_IN = {"referral", "precision_control", "compensation", "family_doctor"}
 
 
 @pytest.fixture
@@ -69,12 +69,13 @@ def test_built_in_apps_follow_levels_and_layers(client, sandbox, t):
     doctor = t.member_at("internal_department", "member_institution")  # a department of a township clinic
     province_staff = t.member_at("internal_department", "province_commission")  # a 处室 of the commission
 
-    assert codes(client, headers_for(client, sandbox, county_admin)) == {"precision_control", "compensation"}
-    assert codes(client, headers_for(client, sandbox, city_member)) == {"precision_control", "compensation"}
-    assert codes(client, headers_for(client, sandbox, province_staff)) == {"precision_control", "compensation"}
+    administrators = {"precision_control", "compensation", "family_doctor"}
+    assert codes(client, headers_for(client, sandbox, county_admin)) == administrators
+    assert codes(client, headers_for(client, sandbox, city_member)) == administrators
+    assert codes(client, headers_for(client, sandbox, province_staff)) == administrators
     assert workbench(client, headers_for(client, sandbox, doctor)) == {
         "医疗临床": ["referral"],
-        "公共卫生": ["precision_control"],
+        "公共卫生": ["family_doctor", "precision_control"],
     }
     # The operator sees every active app; sections come in the workbench's order.
     reply = client.get("/api/workbench/apps", headers=OPERATOR).get_json()
@@ -100,7 +101,7 @@ def test_an_institution_leader_sees_compensation_a_clinician_of_a_lead_hospital_
     ]
     assert codes(client, headers_for(client, sandbox, leaders[0])) == BUILT_IN
     clinician = t.member_at("internal_department", "medical_community_lead")
-    assert codes(client, headers_for(client, sandbox, clinician)) == {"referral", "precision_control"}
+    assert codes(client, headers_for(client, sandbox, clinician)) == {"referral", "precision_control", "family_doctor"}
 
 
 def test_a_regional_app_reaches_its_county_only_and_withdrawn_apps_disappear(tree_app, client, sandbox, t):
@@ -296,5 +297,10 @@ def test_the_workbench_list_takes_at_most_two_queries(tree_app, client, sandbox,
             apps = service.workbench_apps(principal, session)
         finally:
             sa.event.remove(engine, "before_cursor_execute", listener)
-    assert {a["code"] for g in apps["groups"] for a in g["apps"]} == {"referral", "precision_control", "pilot"}
+    assert {a["code"] for g in apps["groups"] for a in g["apps"]} == {
+        "referral",
+        "precision_control",
+        "family_doctor",
+        "pilot",
+    }
     assert len(statements) <= 2, statements
