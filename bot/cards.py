@@ -17,7 +17,7 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -104,13 +104,19 @@ def send_card(
     userid: str | None = None,
     priority: str = "normal",
     callback_type: str | None = None,
+    at_userids: Mapping[str, str] | None = None,
+    recipients: Sequence[str] | None = None,
 ) -> OutboxMessage:
     """Queue a card to a group (openConversationId) or one person (their robot chat), in the caller's transaction.
 
     `out_track_id` is the card's identity (≤64 characters, e.g. "referral:42:accept"): DingTalk refuses a second
     card with it, which is what makes re-delivery after a crash harmless. `callback_type` says how its clicks come
     back: "HTTP" (`POST /bot/card/callback`) or "STREAM" (the Stream worker, `bot.stream_cards`); by default
-    `DINGTALK_CARD_CALLBACK_TYPE`."""
+    `DINGTALK_CARD_CALLBACK_TYPE`.
+
+    Group cards only: `at_userids` ({userid: name}) @-mentions people, and `recipients` makes the card visible to
+    those userids alone (`imGroupOpenDeliverModel`, dingtalk.md §5.1) — how a message about one resident goes into
+    a group without the group's other residents seeing it."""
     callback_type = (callback_type or current_app.config["SETTINGS"].dingtalk.card_callback_type).upper()
     if callback_type not in CALLBACK_TYPES:
         raise ApiError("invalid_callback_type", "callback_type 只能是 HTTP 或 STREAM", field="callback_type")
@@ -118,6 +124,14 @@ def send_card(
         raise ApiError("invalid_target", "group 与 userid 必须且只能填写一个", field="group")
     if not out_track_id or len(out_track_id) > 64:
         raise ApiError("invalid_out_track_id", "out_track_id 必填且不超过64个字符", field="out_track_id")
+    if group is None and (at_userids or recipients):
+        raise ApiError("invalid_target", "只有群卡片可以 @ 成员或限定可见人", field="recipients")
+    if at_userids is not None and not all(
+        isinstance(u, str) and u and isinstance(n, str) for u, n in at_userids.items()
+    ):
+        raise ApiError("invalid_at_userids", "at_userids 须为 {userid: 姓名}", field="at_userids")
+    if recipients is not None and not all(isinstance(u, str) and u for u in recipients):
+        raise ApiError("invalid_recipients", "recipients 须为 userid 列表", field="recipients")
     unknown = set(data) - set(template.params)
     if unknown:
         raise ApiError("invalid_card_data", f"卡片参数不在模板中: {', '.join(sorted(unknown))}", field="data")
@@ -131,6 +145,10 @@ def send_card(
     }
     if callback_type == "HTTP":
         payload["callback_route_key"] = CALLBACK_ROUTE_KEY
+    if at_userids:
+        payload["at_userids"] = dict(at_userids)
+    if recipients:
+        payload["recipients"] = list(dict.fromkeys(recipients))
     db = session()
     db.add(BotCard(out_track_id=out_track_id, template=template.name, data=card_data, version=1))
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()

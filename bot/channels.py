@@ -221,7 +221,9 @@ class CardChannel(Channel):
         )
         if space_type == "IM_GROUP":
             request.im_group_open_deliver_model = card_models.CreateAndDeliverRequestImGroupOpenDeliverModel(
-                robot_code=_robot_code()
+                robot_code=_robot_code(),
+                at_user_ids=payload.get("at_userids") or None,
+                recipients=payload.get("recipients") or None,
             )
             request.im_group_open_space_model = card_models.CreateAndDeliverRequestImGroupOpenSpaceModel(
                 support_forward=True

@@ -49,3 +49,22 @@ def add_group_members(open_conversation_id: str, userids: Sequence[str]) -> int:
         get_gateway().oapi("/topapi/im/chat/scenegroup/member/add", body)
         calls += 1
     return calls
+
+
+def remove_group_members(open_conversation_id: str, userids: Sequence[str]) -> int:
+    """Take people out of a scene group, in chunks like `add_group_members`; returns the calls made. DingTalk
+    keeps the owner in any case: transfer the group first (`set_group_owner`) to remove them."""
+    userids = list(dict.fromkeys(userids))
+    calls = 0
+    for start in range(0, len(userids), ADD_CHUNK):
+        chunk = userids[start : start + ADD_CHUNK]
+        body = {"open_conversation_id": open_conversation_id, "user_ids": ",".join(chunk)}
+        get_gateway().oapi("/topapi/im/chat/scenegroup/member/delete", body)
+        calls += 1
+    return calls
+
+
+def set_group_owner(open_conversation_id: str, owner: str) -> None:
+    """Hand a scene group to another owner (who is added to it if they were not in it)."""
+    body = {"open_conversation_id": open_conversation_id, "owner_user_id": owner}
+    get_gateway().oapi("/topapi/im/chat/scenegroup/update", body)

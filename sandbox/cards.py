@@ -21,6 +21,7 @@ from sandbox.errors import AdminError, ApiError, json_response
 from sandbox.inputs import admin_body, admin_str, api_body
 from sandbox.keys import state_of
 from sandbox.messages import now_ms, query_key
+from sandbox.residents import known_user
 from sandbox.stream import CARD_TOPIC
 
 routes = web.RouteTableDef()
@@ -60,6 +61,9 @@ class Card:
     updated: int
     version: int = 1
     clicks: list[dict[str, Any]] = field(default_factory=list)
+    # A group card's imGroupOpenDeliverModel: whom it @-mentions and, when set, the only people who see it.
+    at_user_ids: dict[str, str] = field(default_factory=dict)
+    recipients: list[str] | None = None
 
     def view(self) -> dict[str, Any]:
         return {
@@ -76,6 +80,8 @@ class Card:
             "updatedAt": self.updated,
             "version": self.version,
             "clicks": self.clicks,
+            "atUserIds": dict(self.at_user_ids),
+            "recipients": list(self.recipients) if self.recipients is not None else None,
         }
 
 
@@ -181,6 +187,8 @@ async def create_and_deliver(request: web.Request) -> web.Response:
             raise ApiError(400, "param.openDeliverModelError", "robotCode不正确")
         if space_type == "IM_GROUP" and not model.get("robotCode"):
             raise ApiError(400, "param.openDeliverModelError", "imGroupOpenDeliverModel.robotCode不能为空")
+    group_model = body.get("imGroupOpenDeliverModel")
+    at_user_ids, recipients = _group_audience(state, group_model if isinstance(group_model, dict) else {})
     callback_type = body.get("callbackType") or "STREAM"
     route_key = body.get("callbackRouteKey") or None
     if callback_type not in ("STREAM", "HTTP"):
@@ -205,10 +213,31 @@ async def create_and_deliver(request: web.Request) -> web.Response:
         user_id_type,
         now,
         now,
+        at_user_ids=at_user_ids,
+        recipients=recipients,
     )
     state.cards.cards[out_track_id] = card
     results = [_deliver(state, card, space_type, space_id) for space_type, space_id in spaces]
     return json_response({"success": True, "result": {"outTrackId": out_track_id, "deliverResults": results}})
+
+
+def _group_audience(state: Any, model: dict[str, Any]) -> tuple[dict[str, str], list[str] | None]:
+    """`atUserIds` ({userId: name}, or "@ALL") and `recipients` (visible only to these) of a group card."""
+    at = model.get("atUserIds")
+    if at is None:
+        at = {}
+    if not isinstance(at, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in at.items()):
+        raise ApiError(400, "param.openDeliverModelError", "imGroupOpenDeliverModel.atUserIds必须是{userId: 名称}")
+    recipients = model.get("recipients")
+    if recipients is not None and (
+        not isinstance(recipients, list) or not all(isinstance(u, str) and u for u in recipients)
+    ):
+        raise ApiError(400, "param.openDeliverModelError", "imGroupOpenDeliverModel.recipients必须是userId数组")
+    with state.lock:
+        unknown = [u for u in [*at, *(recipients or [])] if u != "@ALL" and not known_user(state, u)]
+    if unknown:
+        raise ApiError(400, "param.userIdNotExist", f"用户不存在: {','.join(unknown[:5])}")
+    return dict(at), list(dict.fromkeys(recipients)) if recipients is not None else None
 
 
 def _deliver(state: Any, card: Card, space_type: str, space_id: str) -> dict[str, Any]:
@@ -218,31 +247,33 @@ def _deliver(state: Any, card: Card, space_type: str, space_id: str) -> dict[str
         if state.groups.get(space_id) is None:
             return {**result, "errorMsg": "群不存在（openConversationId无效）"}
         carrier = query_key()
+        # A card with recipients is seen by them alone: the message lists them, so `?userid=` finds it for them.
         state.messages.add(
             "card",
             "应用机器人",
-            [],
+            list(card.recipients or []),
             space_id,
             "card",
-            {"cardTemplateId": card.template_id},
+            {"cardTemplateId": card.template_id, "atUserIds": dict(card.at_user_ids), "recipients": card.recipients},
             card_id=card.out_track_id,
             process_query_key=carrier,
         )
         return {**result, "success": True, "carrierId": carrier}
     if space_type == "IM_ROBOT":
         with state.lock:
-            user = (
-                state.province.users.get(space_id)
-                if card.user_id_type == 1
-                else state.province.user_by_unionid(space_id)
-            )
-        if user is None:
+            # A resident's account (not in the contacts) has a userid only, no unionId.
+            if card.user_id_type == 1:
+                userid = space_id if known_user(state, space_id) else None
+            else:
+                user = state.province.user_by_unionid(space_id)
+                userid = user.userid if user is not None else None
+        if userid is None:
             return {**result, "errorMsg": "用户不存在"}
         carrier = query_key()
         state.messages.add(
             "card",
             "应用机器人",
-            [user.userid],
+            [userid],
             None,
             "card",
             {"cardTemplateId": card.template_id},

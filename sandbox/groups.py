@@ -1,6 +1,8 @@
 """Scene groups (场景群, §4.2): where group robot messages and group cards land.
 
 Custom-robot webhooks also get a conversation here, so the inbox can list every place a group message can appear.
+Members are org members or residents' accounts (`sandbox.residents.known_user`); anyone else is DingTalk's 60121.
+`GET /_sandbox/groups` and `GET /_sandbox/groups/{open_conversation_id}` let tests check membership exactly.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from typing import Any
 
 from aiohttp import web
 
-from sandbox.errors import OapiError, oapi_ok
+from sandbox.errors import AdminError, OapiError, json_response, oapi_ok
 from sandbox.inputs import id_list, oapi_body
 from sandbox.keys import state_of
 from sandbox.messages import now_ms
+from sandbox.residents import known_user
 
 routes = web.RouteTableDef()
 
@@ -68,7 +71,7 @@ def _users(state: Any, raw: Any, name: str) -> list[str]:
     if ids is None:
         raise OapiError(40035, f"参数 {name} 不合法")
     with state.lock:
-        missing = [u for u in ids if u not in state.province.users]
+        missing = [u for u in ids if not known_user(state, u)]
     if missing:
         raise OapiError(60121, f"找不到该用户: {','.join(missing[:5])}")
     return ids
@@ -124,7 +127,27 @@ async def member_delete(request: web.Request) -> web.Response:
     ids = id_list(body.get("user_ids"))
     if not ids:
         raise OapiError(40035, "缺少参数 user_ids")
+    if group.owner in ids:
+        raise OapiError(40035, "不能移除群主，请先转让群主")
     group.members = [m for m in group.members if m not in set(ids)]
+    return oapi_ok(success=True)
+
+
+@routes.post("/topapi/im/chat/scenegroup/update")
+async def update(request: web.Request) -> web.Response:
+    """Change the title or the owner (a new owner who is not in the group joins it)."""
+    state = state_of(request)
+    body = await oapi_body(request)
+    group = _group(state, body)
+    title, owner = body.get("title"), body.get("owner_user_id")
+    if owner not in (None, ""):
+        ids = _users(state, owner, "owner_user_id")
+        if len(ids) != 1:
+            raise OapiError(40035, "参数 owner_user_id 不合法")
+        owner = group.owner = ids[0]
+        group.members = list(dict.fromkeys([*group.members, owner]))
+    if isinstance(title, str) and title:
+        group.title = title
     return oapi_ok(success=True)
 
 
@@ -135,3 +158,38 @@ async def get(request: web.Request) -> web.Response:
     view = group.view()
     view.pop("members")
     return oapi_ok(result={**view, "status": 1, "management_type": 0, "group_url": ""})
+
+
+# -- admin: what tests check ------------------------------------------------------------------------------------
+
+
+@routes.get("/_sandbox/groups")
+async def admin_list(request: web.Request) -> web.Response:
+    """Every group: cid, title, owner and member count."""
+    state = state_of(request)
+    with state.lock:
+        groups = [
+            {
+                "open_conversation_id": g.open_conversation_id,
+                "chat_id": g.chat_id,
+                "title": g.title,
+                "owner": g.owner,
+                "member_count": len(g.members),
+                "uuid": g.uuid,
+            }
+            for g in state.groups.by_cid.values()
+        ]
+    return json_response({"groups": groups})
+
+
+@routes.get("/_sandbox/groups/{open_conversation_id}")
+async def admin_get(request: web.Request) -> web.Response:
+    """One group with its full member list."""
+    state = state_of(request)
+    cid = request.match_info["open_conversation_id"]
+    with state.lock:
+        group = state.groups.get(cid)
+        if group is None:
+            raise AdminError(f"群 {cid} 不存在", field="open_conversation_id", code="not_found", status=404)
+        view = {**group.view(), "owner": group.owner, "uuid": group.uuid, "members": list(group.members)}
+    return json_response(view)

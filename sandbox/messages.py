@@ -17,6 +17,7 @@ from aiohttp import web
 from sandbox.errors import AdminError, ApiError, json_response
 from sandbox.inputs import api_body, int_field
 from sandbox.keys import state_of
+from sandbox.residents import known_user
 
 routes = web.RouteTableDef()
 
@@ -189,7 +190,8 @@ async def batch_send(request: web.Request) -> web.Response:
     if isinstance(uuid, str) and uuid and f"oto:{uuid}" in state.messages.dedupe:
         return json_response(state.messages.dedupe[f"oto:{uuid}"])
     with state.lock:
-        known = [u for u in dict.fromkeys(user_ids) if u in state.province.users]
+        # Org members and residents' accounts alike can get the robot's one-to-one messages.
+        known = [u for u in dict.fromkeys(user_ids) if known_user(state, u)]
     invalid = [u for u in user_ids if u not in known]
     pqk = query_key()
     if known:
