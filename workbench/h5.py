@@ -20,7 +20,6 @@ from pathlib import Path
 from flask import Blueprint, Flask, Response, current_app, make_response, render_template, request, send_file, url_for
 from werkzeug.security import safe_join
 
-STATIC = Path(__file__).resolve().parent / "static" / "h5"
 VENDOR_JSAPI = "vendor/dingtalk.open.js"
 LONG_CACHE_SECONDS = 365 * 86400
 COMPRESSIBLE = (".js", ".svg", ".css", ".json")
@@ -42,14 +41,17 @@ CSP = (
 )
 
 
-class _ShellBlueprint(Blueprint):
+class PageBlueprint(Blueprint):
+    """A blueprint of H5 pages: its static files gzipped and, when asked for by content hash, cached for good (the
+    shell's, and mini apps' own page blueprints)."""
+
     def get_send_file_max_age(self, filename: str | None) -> int | None:
         # URLs the page builds carry `?v=<content hash>`, so they may be cached for good; others revalidate.
         return LONG_CACHE_SECONDS if request.args.get("v") else None
 
     def send_static_file(self, filename: str) -> Response:
         # Scripts and icons gzipped (the vendored jsapi: 465 KiB → 62 KiB), for when no proxy in front compresses.
-        path = safe_join(str(STATIC), filename)
+        path = safe_join(str(self.static_folder), filename)
         if (
             path is None
             or not filename.endswith(COMPRESSIBLE)
@@ -71,7 +73,7 @@ class _ShellBlueprint(Blueprint):
         return response
 
 
-bp = _ShellBlueprint(
+bp = PageBlueprint(
     "h5", __name__, url_prefix="/h5", static_folder="static/h5", static_url_path="/static", template_folder="templates"
 )
 
@@ -87,14 +89,15 @@ def _gzipped(path: str, mtime_ns: int) -> tuple[bytes, str]:
     return gzip.compress(raw, compresslevel=9, mtime=0), hashlib.sha256(raw).hexdigest()[:16]
 
 
-def static_url(filename: str) -> str | None:
-    """The file's URL with a content-hash query (None when the file is missing, e.g. the unvendored jsapi)."""
-    path = STATIC / filename
+def static_url(filename: str, blueprint: str = "h5") -> str | None:
+    """The file's URL with a content-hash query (None when the file is missing, e.g. the unvendored jsapi); a
+    file of another `PageBlueprint` by its name."""
+    path = Path(current_app.blueprints[blueprint].static_folder) / filename
     try:
         version = _digest(path, path.stat().st_mtime_ns)
     except FileNotFoundError:
         return None
-    return url_for("h5.static", filename=filename, v=version)
+    return url_for(f"{blueprint}.static", filename=filename, v=version)
 
 
 @bp.get("/")
@@ -126,7 +129,18 @@ def admin_outbox():
 def _page(template: str, config: dict, script: str) -> Response:
     """A page: its config as an inert JSON block, the shared session script and its own, and headers that keep
     scripts to this site and the page itself uncached (its script URLs carry content hashes instead)."""
-    html = render_template(template, config=config, session_js=static_url("session.js"), page_js=static_url(script))
+    html = render_template(
+        template,
+        config=config,
+        session_js=static_url("session.js"),
+        dom_js=static_url("dom.js"),
+        page_js=static_url(script),
+    )
+    return page_response(html)
+
+
+def page_response(html: str) -> Response:
+    """A rendered H5 page with the shell's headers (also for mini apps' pages)."""
     response = make_response(html)
     response.headers["Content-Security-Policy"] = CSP
     response.headers["Cache-Control"] = "no-cache"

@@ -42,16 +42,7 @@
     $("retry").onclick = retry || null;
   }
 
-  function el(tag, attrs, children) {
-    var node = document.createElement(tag);
-    Object.keys(attrs || {}).forEach(function (k) {
-      if (k === "text") node.textContent = attrs[k];
-      else if (k === "onclick") node.onclick = attrs[k];
-      else node.setAttribute(k, attrs[k]);
-    });
-    (children || []).forEach(function (c) { if (c) node.appendChild(c); });
-    return node;
-  }
+  var el = window.WorkbenchDom.el;
 
   var PALETTE = ["#1677ff", "#00b578", "#ff8f1f", "#7265e6", "#eb2f96", "#13a8a8", "#fa541c", "#2f54eb"];
   function tileColor(text) {

@@ -26,16 +26,7 @@
 
   // --- helpers ----------------------------------------------------------------------------------------------
 
-  function el(tag, attrs, children) {
-    var node = document.createElement(tag);
-    Object.keys(attrs || {}).forEach(function (k) {
-      if (k === "text") node.textContent = attrs[k];
-      else if (k === "onclick") node.onclick = attrs[k];
-      else node.setAttribute(k, attrs[k]);
-    });
-    (children || []).forEach(function (c) { if (c) node.appendChild(typeof c === "string" ? document.createTextNode(c) : c); });
-    return node;
-  }
+  var el = window.WorkbenchDom.el, status = window.WorkbenchDom.status;
 
   function pad(n) { return n < 10 ? "0" + n : "" + n; }
   function fmt(iso) {
@@ -70,15 +61,6 @@
   }
 
   function notice(text) { $("notice").textContent = text || ""; $("notice").hidden = !text; }
-
-  function status(text, error, link) {
-    $("app").hidden = true;
-    $("status").hidden = false;
-    $("status").className = error ? "status error" : "status";
-    $("status").querySelector(".spin").hidden = !!error;
-    $("status-text").textContent = text;
-    $("status-link").hidden = !link;
-  }
 
   function failure(e) {
     // The whole page stops for sign-in and permission; anything else is a notice above what was loaded.

@@ -12,8 +12,10 @@
   function saveTokens(t) { sessionStorage.setItem(KEY, JSON.stringify(t)); }
   function clearTokens() { sessionStorage.removeItem(KEY); }
 
-  function ApiFailure(status, code, message) {
-    this.status = status; this.code = code; this.message = message;
+  function ApiFailure(status, code, message, field, details) {
+    // `field`: the request field a 4xx names (forms show the message next to it); `details`: all of them.
+    this.status = status; this.code = code; this.message = message; this.field = field || null;
+    this.details = details || null;
   }
 
   async function call(method, path, body, auth) {
@@ -35,7 +37,8 @@
     if (!reply.ok) {
       var err = (data && data.error) || {};
       var fallback = reply.status >= 500 ? "服务暂时不可用，请稍后重试" : "请求失败（" + reply.status + "）";
-      throw new ApiFailure(reply.status, err.code || "http_" + reply.status, err.message || fallback);
+      throw new ApiFailure(reply.status, err.code || "http_" + reply.status, err.message || fallback, err.field,
+        err.details);
     }
     return data;
   }
