@@ -81,6 +81,9 @@ class Settings:
     dingtalk: DingTalkSettings
     admin_token: str | None = None  # the deploy-time operator credential (whole tree, every action audited)
     jwt_keys: tuple[tuple[str, str], ...] = ()  # (key id, secret); the first signs, all verify (rotation)
+    # Residents' field encryption and lookup-hash keys, (kid, 32 bytes), the first in use (workbench.privacy).
+    field_keys: tuple[tuple[str, bytes], ...] = ()
+    lookup_keys: tuple[tuple[str, bytes], ...] = ()
     jwt_issuer: str = "medcommunity-workbench"
     jwt_audience: str = "workbench"
     access_token_seconds: int = 15 * 60
@@ -131,6 +134,8 @@ def load_settings(environ: Mapping[str, str] | None = None, *, read_dotenv: bool
         dingtalk=dingtalk,
         admin_token=admin_token,
         jwt_keys=_jwt_keys(env.get("JWT_KEYS"), secret_key),
+        field_keys=_binary_keys(env, "FIELD_KEYS"),
+        lookup_keys=_binary_keys(env, "LOOKUP_KEYS"),
         jwt_issuer=env.get("JWT_ISSUER", "medcommunity-workbench"),
         jwt_audience=env.get("JWT_AUDIENCE", "workbench"),
         access_token_seconds=_positive_int(env, "ACCESS_TOKEN_SECONDS", 15 * 60),
@@ -294,6 +299,29 @@ def _event_retention(env: Mapping[str, str]) -> int:
     if days < 7:
         raise ConfigError("EVENT_RETENTION_DAYS", "must be at least 7 (DingTalk retries an event for days)")
     return days
+
+
+def _binary_keys(env: Mapping[str, str], name: str) -> tuple[tuple[str, bytes], ...]:
+    """`FIELD_KEYS=kid2:<base64 of 32 random bytes>,kid1:…` (e.g. `openssl rand -base64 32`): the first key is
+    used, every key reads. `v1` is reserved for the key derived from SECRET_KEY."""
+    value = env.get(name)
+    if value is None:
+        return ()
+    keys: list[tuple[str, bytes]] = []
+    for item in value.split(","):
+        kid, sep, encoded = item.strip().partition(":")
+        if not sep or not re.fullmatch(r"[A-Za-z0-9._-]{1,32}", kid) or kid == "v1":
+            raise ConfigError(name, "expected kid:base64key pairs separated by commas (kid: [A-Za-z0-9._-], not v1)")
+        try:
+            key = base64.b64decode(encoded, validate=True)
+        except binascii.Error:
+            raise ConfigError(name, f"the key {kid!r} is not base64") from None
+        if len(key) != 32:
+            raise ConfigError(name, f"the key {kid!r} must decode to 32 bytes (openssl rand -base64 32)")
+        keys.append((kid, key))
+    if len({kid for kid, _ in keys}) != len(keys):
+        raise ConfigError(name, "key ids must be unique")
+    return tuple(keys)
 
 
 def _jwt_keys(value: str | None, secret_key: str) -> tuple[tuple[str, str], ...]:

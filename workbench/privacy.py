@@ -7,6 +7,8 @@ import functools
 import hashlib
 import hmac
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 
 def mask_mobile(mobile: str | None) -> str | None:
@@ -28,13 +30,28 @@ def mask_id_number(id_number: str | None) -> str | None:
     return id_number[:3] + "*" * (len(id_number) - 7) + id_number[-4:]
 
 
+def mask_name(name: str) -> str:
+    """`张三` → `张*`, `张三丰` → `张*丰`, `欧阳娜娜` → `欧**娜`: enough for a person to know it is them, for group
+    contexts where others read along."""
+    name = name.strip()
+    if len(name) <= 1:
+        return name
+    if len(name) == 2:
+        return name[0] + "*"
+    return name[0] + "*" * (len(name) - 2) + name[-1]
+
+
 # -- encryption at rest and keyed lookup hashes (reference/domain.md §6) -----------------------------------------
 # Resident ID numbers and phones are sensitive personal information: stored encrypted (AES-256-GCM) so a database
 # dump does not reveal them, plus a keyed hash (HMAC-SHA256) so equality lookups and uniqueness work without
-# decrypting. Both keys are derived from the app's SECRET_KEY with HKDF under different labels, so one never
-# serves as the other and neither is the SECRET_KEY itself (which also signs tokens).
+# decrypting. The keys form a `FieldKeyring` (settings FIELD_KEYS and LOOKUP_KEYS): the first field key encrypts,
+# every one decrypts, so a key is rotated by putting a new one first and re-encrypting (`flask family-doctor
+# rekey`); lookups try every lookup key, so hashes can be recomputed under a new one while the app runs. Without
+# those settings both keys are derived from SECRET_KEY with HKDF under their own labels (the v1 format).
 
-_FIELD_PREFIX = "v1:"
+_V1 = "v1:"  # v1:<base64(nonce + ciphertext + tag)>, the SECRET_KEY-derived key
+_V2 = "v2:"  # v2:<kid>:<base64(nonce + ciphertext + tag)>, a FIELD_KEYS key
+LEGACY_KID = "v1"
 
 
 @functools.lru_cache(maxsize=8)
@@ -45,40 +62,110 @@ def _derived_key(secret: str, label: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"workbench.privacy", info=label).derive(secret.encode())
 
 
+@dataclass(frozen=True)
+class FieldKeyring:
+    """Field-encryption keys `(kid, 32 bytes)`, the first encrypting, and lookup-hash keys, the first hashing."""
+
+    field_keys: tuple[tuple[str, bytes], ...]
+    lookup_keys: tuple[tuple[str, bytes], ...]
+
+    @classmethod
+    def build(
+        cls,
+        secret_key: str,
+        field_keys: Sequence[tuple[str, bytes]] = (),
+        lookup_keys: Sequence[tuple[str, bytes]] = (),
+    ) -> FieldKeyring:
+        """The configured keys, each list followed by the SECRET_KEY-derived one (`v1`), which still reads and
+        finds what was stored before FIELD_KEYS / LOOKUP_KEYS were set."""
+        legacy_field = (LEGACY_KID, _derived_key(secret_key, b"field-encryption:v1"))
+        legacy_lookup = (LEGACY_KID, _derived_key(secret_key, b"lookup-hash:v1"))
+        return cls((*field_keys, legacy_field), (*lookup_keys, legacy_lookup))
+
+    @property
+    def current_kid(self) -> str:
+        return self.field_keys[0][0]
+
+    def field_key(self, kid: str) -> bytes:
+        for key_id, key in self.field_keys:
+            if key_id == kid:
+                return key
+        raise ValueError(f"no field key {kid!r} configured")
+
+
+def keyring() -> FieldKeyring:
+    """The application's keyring (settings SECRET_KEY, FIELD_KEYS, LOOKUP_KEYS), built once per app."""
+    from flask import current_app
+
+    ring = current_app.extensions.get("workbench.field_keyring")
+    if ring is None:
+        settings = current_app.config["SETTINGS"]
+        ring = FieldKeyring.build(settings.secret_key, settings.field_keys, settings.lookup_keys)
+        current_app.extensions["workbench.field_keyring"] = ring
+    return ring
+
+
+def _keyring(keys: FieldKeyring | str) -> FieldKeyring:
+    return keys if isinstance(keys, FieldKeyring) else _legacy_keyring(keys)
+
+
 @functools.lru_cache(maxsize=8)
-def _aead(secret: str):
+def _legacy_keyring(secret: str) -> FieldKeyring:
+    return FieldKeyring.build(secret)
+
+
+@functools.lru_cache(maxsize=16)
+def _aead(key: bytes):
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    return AESGCM(_derived_key(secret, b"field-encryption:v1"))
+    return AESGCM(key)
 
 
-def encrypt_field(plaintext: str | None, secret: str, *, context: str = "") -> str | None:
-    """AES-GCM with a random 96-bit nonce: `v1:<base64(nonce + ciphertext + tag)>`. `context` (e.g. the column
-    name) is bound as associated data, so a value copied into another column does not decrypt there."""
+def encrypt_field(plaintext: str | None, keys: FieldKeyring | str, *, context: str = "") -> str | None:
+    """AES-GCM with a random 96-bit nonce under the current key. `context` (e.g. the column name) is bound as
+    associated data, so a value copied into another column does not decrypt there. `keys` may be a bare secret
+    (the SECRET_KEY-derived v1 key)."""
     if plaintext is None:
         return None
+    ring = _keyring(keys)
+    kid, key = ring.field_keys[0]
     nonce = os.urandom(12)
-    sealed = _aead(secret).encrypt(nonce, plaintext.encode(), context.encode())
-    return _FIELD_PREFIX + base64.b64encode(nonce + sealed).decode("ascii")
+    sealed = base64.b64encode(nonce + _aead(key).encrypt(nonce, plaintext.encode(), context.encode())).decode()
+    return _V1 + sealed if kid == LEGACY_KID else f"{_V2}{kid}:{sealed}"
 
 
-def decrypt_field(token: str | None, secret: str, *, context: str = "") -> str | None:
-    """The plaintext of `encrypt_field`; raises `ValueError` when the token was altered or the key differs."""
+def field_kid(token: str) -> str:
+    """Which key a stored value was encrypted with."""
+    if token.startswith(_V1):
+        return LEGACY_KID
+    if token.startswith(_V2):
+        return token[len(_V2) :].partition(":")[0]
+    raise ValueError("unknown field-encryption format")
+
+
+def decrypt_field(token: str | None, keys: FieldKeyring | str, *, context: str = "") -> str | None:
+    """The plaintext of `encrypt_field`; raises `ValueError` when the token was altered or its key is missing."""
     if token is None:
         return None
-    if not token.startswith(_FIELD_PREFIX):
-        raise ValueError("unknown field-encryption format")
+    kid = field_kid(token)
+    sealed = token[len(_V1) :] if kid == LEGACY_KID else token[len(_V2) + len(kid) + 1 :]
     from cryptography.exceptions import InvalidTag
 
-    raw = base64.b64decode(token[len(_FIELD_PREFIX) :])
+    raw = base64.b64decode(sealed)
     try:
-        return _aead(secret).decrypt(raw[:12], raw[12:], context.encode()).decode()
+        return _aead(_keyring(keys).field_key(kid)).decrypt(raw[:12], raw[12:], context.encode()).decode()
     except InvalidTag as exc:
         raise ValueError("field does not decrypt with this key") from exc
 
 
-def lookup_hash(value: str, secret: str, *, context: str = "") -> str:
-    """HMAC-SHA256 (hex) of `value` under a key derived for lookups: equal values, equal hashes; no key, no
-    dictionary attack on the 10^10-ish space of ID numbers."""
-    key = _derived_key(secret, b"lookup-hash:v1")
-    return hmac.new(key, f"{context}\x00{value}".encode(), hashlib.sha256).hexdigest()
+def lookup_hashes(value: str, keys: FieldKeyring | str, *, context: str = "") -> list[str]:
+    """HMAC-SHA256 (hex) of `value` under every lookup key, the current one first: a lookup matches any, so rows
+    hashed under a previous key are still found while `rekey` recomputes them. No key, no dictionary attack on
+    the 10^10-ish space of ID numbers."""
+    message = f"{context}\x00{value}".encode()
+    return [hmac.new(key, message, hashlib.sha256).hexdigest() for _kid, key in _keyring(keys).lookup_keys]
+
+
+def lookup_hash(value: str, keys: FieldKeyring | str, *, context: str = "") -> str:
+    """The hash under the current lookup key: what is stored."""
+    return lookup_hashes(value, keys, context=context)[0]

@@ -1,3 +1,5 @@
+import base64
+
 import pytest
 
 from config import ConfigError, load_settings
@@ -63,6 +65,11 @@ def test_postgres_url_gets_the_psycopg3_driver():
         ("EVENT_RETENTION_DAYS", "3"),
         ("DINGTALK_APPROVAL_PROCESS_CODE", "not-a-code"),
         ("DINGTALK_CARD_CALLBACK_TYPE", "PIGEON"),
+        ("FIELD_KEYS", "k1"),
+        ("FIELD_KEYS", "k1:not base64!"),
+        ("FIELD_KEYS", "k1:" + base64.b64encode(b"x" * 16).decode()),
+        ("FIELD_KEYS", "v1:" + base64.b64encode(b"x" * 32).decode()),
+        ("LOOKUP_KEYS", "a:{0},a:{0}".format(base64.b64encode(b"x" * 32).decode())),
     ],
 )
 def test_malformed_settings_stop_start_up_naming_the_variable(variable, value):
@@ -70,6 +77,14 @@ def test_malformed_settings_stop_start_up_naming_the_variable(variable, value):
         settings(**{variable: value})
     assert info.value.variable == variable
     assert str(info.value).startswith(variable)
+
+
+def test_field_keys_are_kid_and_32_byte_pairs_in_order():
+    one, two = base64.b64encode(b"1" * 32).decode(), base64.b64encode(b"2" * 32).decode()
+    s = settings(FIELD_KEYS=f"k2:{two}, k1:{one}", LOOKUP_KEYS=f"h1:{one}")
+    assert s.field_keys == (("k2", b"2" * 32), ("k1", b"1" * 32))
+    assert s.lookup_keys == (("h1", b"1" * 32),)
+    assert settings().field_keys == ()
 
 
 def test_per_api_qps_overrides():
