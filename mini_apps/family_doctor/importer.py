@@ -48,7 +48,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from mini_apps.family_doctor import idcard, service
+from mini_apps.family_doctor import chats, idcard, service
 from mini_apps.family_doctor.models import Contract, FamilyDoctorTeam, Resident
 from workbench import audit, db
 from workbench.auth.principal import Principal
@@ -340,6 +340,16 @@ def _check_database(session: orm.Session, report: Report) -> _Plan:
     for chunk in _chunks([good.id_hash for good in report.good]):
         rows = session.execute(sa.select(Resident.id_hash, Resident.id).where(Resident.id_hash.in_(chunk)))
         existing.update((key, resident_id) for key, resident_id in rows)
+    # Residents stored under a previous lookup key (LOOKUP_KEYS rotated, `rekey` not yet run) are the same people.
+    older = {
+        h: good.id_hash
+        for good in report.good
+        if good.id_hash not in existing
+        for h in service.id_hashes(good.number.number)[1:]
+    }
+    for chunk in _chunks(list(older)):
+        rows = session.execute(sa.select(Resident.id_hash, Resident.id).where(Resident.id_hash.in_(chunk)))
+        existing.update((older[key], resident_id) for key, resident_id in rows)
     contracts: dict[int, list[Any]] = {}
     for chunk in _chunks(list(existing.values())):
         for row in session.execute(
@@ -498,6 +508,9 @@ def run(
                 "unchanged": report.unchanged,
             },
             session=session,
+        )
+        chats.schedule_contract_teams(  # the teams signed to, and those whose residents moved away
+            session, report.plan.uncurrent, *{good.team_id for good, _ in report.plan.new_contracts}
         )
         session.commit()
     except Exception:

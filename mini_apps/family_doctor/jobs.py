@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from bot import messages
 from bot.outbox import enqueue_message
+from mini_apps.family_doctor import chats
 from mini_apps.family_doctor.models import MEMBER_ROLES, FamilyDoctorTeam, TeamMember
 from org_sync.models import OrgMember
 from workbench import audit, db
@@ -36,6 +37,7 @@ def drop_departed_members() -> int:
         for row, _ in leaving:
             session.delete(row)
         session.flush()
+        chats.schedule_sync(session, team_id)
         leaders = session.scalars(
             sa.select(OrgMember.userid)
             .join(TeamMember, TeamMember.member_id == OrgMember.id)

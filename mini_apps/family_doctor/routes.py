@@ -1,13 +1,14 @@
-"""`/api/family-doctor/...`: teams and their members, residents (list, get), sign, renew, terminate, import.
+"""`/api/family-doctor/...`: teams and their members, residents (list, get, reveal with a reason), sign, renew,
+terminate, import; a team's chat; follow-ups; signing figures and service populations.
 
-Thin: arguments in, `mini_apps.family_doctor.service` (and `importer`) out.
+Thin: arguments in, `mini_apps.family_doctor.service` (and `importer`, `chats`, `reminders`, `figures`) out.
 """
 
 from __future__ import annotations
 
 from flask import request
 
-from mini_apps.family_doctor import importer, schemas, service
+from mini_apps.family_doctor import chats, figures, importer, reminders, schemas, service
 from workbench.api import Blueprint
 from workbench.auth import current_principal, login_required, require_role
 from workbench.errors import ApiError
@@ -115,3 +116,73 @@ def import_file(query: dict) -> dict:
     if len(content) > MAX_UPLOAD:
         raise ApiError("payload_too_large", "文件不能超过 20 MB", status=413, field="file")
     return importer.run(current_principal(), upload.filename, content, dry_run=query["dry_run"])
+
+
+@bp.route("/residents/<int:resident_id>/identity", methods=["POST"])
+@login_required
+@bp.arguments(schemas.RevealInputSchema)
+@bp.response(200, schemas.RevealSchema)
+def reveal_identity(body: dict, resident_id: int):
+    """The resident's full ID number and phone, for their team and institution admins, with a reason that is
+    kept in the audit log. Never cached."""
+    return service.reveal_identity(current_principal(), resident_id, body["reason"]), 200, {"Cache-Control": "no-store"}
+
+
+@bp.route("/figures", methods=["GET"])
+@require_role(*figures.READER_ROLES)
+@bp.arguments(schemas.FiguresQuerySchema, location="query")
+@bp.response(200, schemas.FiguresSchema)
+def signing_figures(query: dict) -> dict:
+    """Signing coverage (overall and per key population), renewal rate and overdue follow-ups per institution and
+    every node above it, within the caller's scope (`node_id`: one subtree of it)."""
+    return figures.figures_view(current_principal(), query)
+
+
+@bp.route("/populations", methods=["GET"])
+@require_role(*figures.READER_ROLES)
+@bp.arguments(schemas.PopulationQuerySchema, location="query")
+@bp.response(200, schemas.PopulationListSchema)
+def list_populations(query: dict) -> dict:
+    return figures.list_populations(current_principal(), query)
+
+
+@bp.route("/populations", methods=["PUT"])
+@require_role(*figures.POPULATION_EDITORS)
+@bp.arguments(schemas.PopulationInputSchema)
+@bp.response(200, schemas.PopulationSchema)
+def set_population(body: dict) -> dict:
+    """Set an institution's service population for a year (the denominator of the coverage figures)."""
+    return figures.set_population(current_principal(), body)
+
+
+@bp.route("/teams/<int:team_id>/chat", methods=["GET"])
+@login_required
+@bp.response(200, schemas.TeamChatSchema)
+def get_team_chat(team_id: int) -> dict:
+    """The team's DingTalk scene group: its ids, owner, member counts and the last sync's outcome."""
+    return chats.chat_view(current_principal(), team_id)
+
+
+@bp.route("/teams/<int:team_id>/chat/sync", methods=["POST"])
+@require_role("admin", "institution_admin")
+@bp.response(202, schemas.TeamChatSyncSchema)
+def sync_team_chat(team_id: int) -> dict:
+    """Queue a sync of the team's group now (also retries residents' accounts DingTalk refused before)."""
+    return chats.request_sync(current_principal(), team_id)
+
+
+@bp.route("/residents/<int:resident_id>/follow-ups", methods=["GET"])
+@login_required
+@bp.response(200, schemas.FollowUpListSchema)
+def list_follow_ups(resident_id: int) -> dict:
+    """The resident's chronic-disease follow-ups (open first); audited like opening the resident."""
+    return reminders.list_follow_ups(current_principal(), resident_id)
+
+
+@bp.route("/follow-ups/<int:follow_up_id>/done", methods=["POST"])
+@login_required
+@bp.arguments(schemas.FollowUpDoneInputSchema)
+@bp.response(200, schemas.FollowUpDoneSchema)
+def complete_follow_up(body: dict, follow_up_id: int) -> dict:
+    """Record a follow-up as done (by the resident's team or an admin above it); the next is due a quarter later."""
+    return reminders.complete_follow_up(current_principal(), follow_up_id, body)

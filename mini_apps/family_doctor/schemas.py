@@ -108,6 +108,10 @@ class ResidentQuerySchema(Schema):
         validate=validate.Range(min=0, max=366),
         metadata={"description": "active contracts ending within this many days"},
     )
+    overdue_follow_up = fields.Boolean(
+        load_default=None,
+        metadata={"description": "true: with an open follow-up past its due date (on their team); false: without"},
+    )
     page = fields.Integer(load_default=1, validate=validate.Range(min=1))
     per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
 
@@ -143,11 +147,22 @@ class ResidentDetailSchema(ResidentSchema):
     contracts = fields.List(fields.Nested(ContractSchema))
 
 
+class ResidentListItemSchema(ResidentSchema):
+    overdue_follow_up = fields.Boolean(metadata={"description": "an open follow-up is past its due date"})
+
+
+class ResidentCountsSchema(Schema):
+    all = fields.Integer(metadata={"description": "residents under the team and tag filters"})
+    states = fields.Dict(keys=fields.String(), values=fields.Integer(), metadata={"description": "by shown state"})
+    overdue_follow_up = fields.Integer()
+
+
 class ResidentListSchema(Schema):
-    items = fields.List(fields.Nested(ResidentSchema))
+    items = fields.List(fields.Nested(ResidentListItemSchema))
     total = fields.Integer()
     page = fields.Integer()
     per_page = fields.Integer()
+    counts = fields.Nested(ResidentCountsSchema, metadata={"description": "for filter chips: team and tag filters"})
 
 
 class ImportQuerySchema(Schema):
@@ -170,3 +185,152 @@ class ImportReportSchema(Schema):
     created_contracts = fields.Integer()
     unchanged_rows = fields.Integer()
     rejects = fields.List(fields.Nested(ImportRejectSchema))
+
+
+# -- figures for supervision, service populations, revealing a resident's identifiers ----------------------------
+
+POPULATION_CATEGORIES = ("all", "key_population", *TAGS)
+
+
+class FiguresQuerySchema(Schema):
+    on = fields.Date(load_default=None, metadata={"description": "the day counted (default: today, China time)"})
+    year = fields.Integer(
+        load_default=None,
+        validate=validate.Range(min=2000, max=2100),
+        metadata={"description": "the year of the service populations (default: the year of `on`)"},
+    )
+    node_id = fields.Integer(load_default=None, metadata={"description": "only this node's subtree (in scope)"})
+
+
+class IncompleteInstitutionSchema(Schema):
+    node_id = fields.Integer()
+    name = fields.String()
+
+
+class NodeFiguresSchema(Schema):
+    node_id = fields.Integer()
+    name = fields.String()
+    level = fields.String()
+    parent_id = fields.Integer(allow_none=True)
+    path = fields.String()
+    signed = fields.Integer(metadata={"description": "residents with a contract in force"})
+    signed_by_tag = fields.Dict(keys=fields.String(), values=fields.Integer())
+    signed_key_population = fields.Integer(metadata={"description": "residents with any key-population tag"})
+    population = fields.Integer(allow_none=True, metadata={"description": "辖区常住人口 reported under the node"})
+    population_by_tag = fields.Dict(keys=fields.String(), values=fields.Integer())
+    key_population = fields.Integer(allow_none=True)
+    coverage = fields.Float(allow_none=True, metadata={"description": "签约服务覆盖率, a ratio (0.42 = 42%)"})
+    coverage_by_tag = fields.Dict(keys=fields.String(), values=fields.Float(allow_none=True))
+    key_population_coverage = fields.Float(allow_none=True)
+    renewal_due = fields.Integer(metadata={"description": "persons whose contract ended in the last 365 days"})
+    renewed = fields.Integer()
+    renewal_rate = fields.Float(allow_none=True)
+    overdue_follow_ups = fields.Integer()
+    residents_with_overdue_follow_up = fields.Integer()
+    completeness = fields.List(
+        fields.Nested(IncompleteInstitutionSchema),
+        metadata={"description": "institutions under the node with teams but no population for the year"},
+    )
+
+
+class FiguresSchema(Schema):
+    on = fields.Date()
+    year = fields.Integer()
+    items = fields.List(fields.Nested(NodeFiguresSchema))
+
+
+class PopulationInputSchema(Schema):
+    node_id = fields.Integer(strict=True, required=True, metadata={"description": "a lead hospital or institution"})
+    year = fields.Integer(strict=True, required=True, validate=validate.Range(min=2000, max=2100))
+    category = fields.String(
+        required=True,
+        validate=validate.OneOf(POPULATION_CATEGORIES, error="人口类别须为 all、key_population 或重点人群代码"),
+        metadata={"description": "all (常住人口), key_population (重点人群去重总数) or a key-population code"},
+    )
+    population = fields.Integer(strict=True, required=True, validate=validate.Range(min=0, error="人口数不能为负"))
+
+
+class PopulationSchema(Schema):
+    node_id = fields.Integer()
+    node_name = fields.String()
+    year = fields.Integer()
+    category = fields.String()
+    category_name = fields.String()
+    population = fields.Integer()
+    updated_at = fields.DateTime()
+    updated_by = fields.String()
+
+
+class PopulationQuerySchema(Schema):
+    year = fields.Integer(load_default=None, validate=validate.Range(min=2000, max=2100))
+    node_id = fields.Integer(load_default=None)
+
+
+class PopulationListSchema(Schema):
+    year = fields.Integer()
+    items = fields.List(fields.Nested(PopulationSchema))
+
+
+def _reason(value: str) -> None:
+    if not 4 <= len(value.strip()) <= 200:
+        raise ValidationError("请填写查看原因（4–200 个字）")
+
+
+class RevealInputSchema(Schema):
+    reason = fields.String(required=True, validate=_reason, metadata={"description": "why (kept in the audit log)"})
+
+
+class RevealSchema(Schema):
+    resident_id = fields.Integer()
+    id_number = fields.String(metadata={"description": "the full ID number"})
+    phone = fields.String(allow_none=True, metadata={"description": "the full phone number"})
+
+
+class TeamChatSchema(Schema):
+    """A team's signed-doctor chat (签约医生群): the DingTalk scene group and who it was last confirmed to hold."""
+
+    team_id = fields.Integer()
+    open_conversation_id = fields.String(allow_none=True, metadata={"description": "null until the group exists"})
+    chat_id = fields.String(allow_none=True)
+    owner_userid = fields.String(allow_none=True)
+    staff_count = fields.Integer()
+    resident_count = fields.Integer()
+    rejected_count = fields.Integer(metadata={"description": "residents' accounts DingTalk refused to add"})
+    synced_at = fields.DateTime(allow_none=True)
+    last_error = fields.String(allow_none=True)
+
+
+class TeamChatSyncSchema(Schema):
+    team_id = fields.Integer()
+    queued = fields.Boolean()
+
+
+# -- follow-ups (reminders) ------------------------------------------------------------------------------------
+
+
+class FollowUpSchema(Schema):
+    id = fields.Integer()
+    resident_id = fields.Integer()
+    team_id = fields.Integer()
+    kind = fields.String(metadata={"description": "hypertension | diabetes"})
+    kind_name = fields.String()
+    due_date = fields.Date()
+    state = fields.String(metadata={"description": "open | overdue | done"})
+    done_on = fields.Date(allow_none=True)
+    done_by = fields.String(allow_none=True)
+    note = fields.String()
+    reminded_at = fields.DateTime(allow_none=True, metadata={"description": "when the resident was reminded"})
+
+
+class FollowUpListSchema(Schema):
+    items = fields.List(fields.Nested(FollowUpSchema))
+
+
+class FollowUpDoneInputSchema(Schema):
+    done_on = fields.Date(load_default=None, metadata={"description": "default: today; not in the future"})
+    note = fields.String(load_default="", validate=validate.Length(max=300))
+
+
+class FollowUpDoneSchema(Schema):
+    follow_up = fields.Nested(FollowUpSchema)
+    next = fields.Nested(FollowUpSchema, allow_none=True, metadata={"description": "the next one, a quarter later"})

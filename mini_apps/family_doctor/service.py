@@ -20,16 +20,16 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from flask import current_app
 from sqlalchemy import orm
 from sqlalchemy.exc import IntegrityError
 
-from mini_apps.family_doctor import idcard
+from mini_apps.family_doctor import chats, idcard
 from mini_apps.family_doctor.models import (
     MEMBER_ROLES,
     TAGS,
     Contract,
     FamilyDoctorTeam,
+    FollowUp,
     Resident,
     TeamMember,
 )
@@ -50,12 +50,14 @@ def today() -> date:
     return datetime.now(CHINA).date()
 
 
-def secret() -> str:
-    return current_app.config["SETTINGS"].secret_key
-
-
 def id_hash(number: str) -> str:
-    return privacy.lookup_hash(number, secret(), context="resident.id_number")
+    """The stored lookup hash of an ID number (current lookup key)."""
+    return privacy.lookup_hash(number, privacy.keyring(), context="resident.id_number")
+
+
+def id_hashes(number: str) -> list[str]:
+    """Its hash under every lookup key, current first: what a lookup must match while keys rotate."""
+    return privacy.lookup_hashes(number, privacy.keyring(), context="resident.id_number")
 
 
 def add_years(day: date, years: int) -> date:
@@ -317,6 +319,7 @@ def add_member(
         detail={"member_id": member.id, "role": data["role"]},
         session=session,
     )
+    chats.schedule_sync(session, team.id)
     session.commit()
     return get_team(principal, team.id, session)
 
@@ -341,6 +344,7 @@ def remove_member(principal: Principal, team_id: int, userid: str, session: orm.
         detail={"member_id": row.member_id},
         session=session,
     )
+    chats.schedule_sync(session, team.id)
     session.commit()
     return get_team(principal, team.id, session)
 
@@ -386,7 +390,7 @@ def _resident_not_found(resident_id: Any) -> ApiError:
 
 def resident_values(data: Mapping[str, Any], number: idcard.IdNumber, actor: str) -> dict[str, Any]:
     """Column values of a resident from validated input (shared by signing and the import)."""
-    key = secret()
+    key = privacy.keyring()
     phone = (data.get("phone") or "").strip() or None
     return {
         "name": data["name"].strip(),
@@ -421,7 +425,7 @@ def sign(principal: Principal, data: Mapping[str, Any], session: orm.Session | N
         raise ApiError("validation_error", problem, status=422, field="end_date")
 
     values = resident_values(data, number, principal.actor)
-    resident = session.scalar(sa.select(Resident).where(Resident.id_hash == values["id_hash"]))
+    resident = session.scalar(sa.select(Resident).where(Resident.id_hash.in_(id_hashes(number.number))))
     if resident is not None:
         active = session.scalar(
             sa.select(Contract).where(Contract.resident_id == resident.id, Contract.status == "active")
@@ -434,6 +438,7 @@ def sign(principal: Principal, data: Mapping[str, Any], session: orm.Session | N
         for column, value in values.items():
             if column not in {"id_hash", "created_by"} and value not in (None, ""):
                 setattr(resident, column, value)
+        chats.schedule_contract_teams(session, _current_contract_ids(session, resident.id))
         session.execute(
             sa.update(Contract).where(Contract.resident_id == resident.id, Contract.is_current).values(is_current=False)
         )
@@ -462,8 +467,13 @@ def sign(principal: Principal, data: Mapping[str, Any], session: orm.Session | N
         detail={"contract_id": contract.id, "team_id": team.id},
         session=session,
     )
+    chats.schedule_sync(session, team.id)
     _commit_contract(session)
     return _resident_detail(session, resident, today())
+
+
+def _current_contract_ids(session: orm.Session, resident_id: int) -> list[int]:
+    return list(session.scalars(sa.select(Contract.id).where(Contract.resident_id == resident_id, Contract.is_current)))
 
 
 def _commit_contract(session: orm.Session) -> None:
@@ -527,6 +537,7 @@ def renew(
         detail={"contract_id": new.id, "previous_id": old.id, "team_id": team.id},
         session=session,
     )
+    chats.schedule_sync(session, old.team_id, team.id)
     _commit_contract(session)
     return _contract_view(new, team.name, today())
 
@@ -551,6 +562,7 @@ def terminate(
         detail={"contract_id": contract.id},
         session=session,
     )
+    chats.schedule_sync(session, contract.team_id)
     session.commit()
     team = session.get(FamilyDoctorTeam, contract.team_id)
     return _contract_view(contract, team.name if team else "", today())
@@ -559,20 +571,25 @@ def terminate(
 def list_residents(
     principal: Principal, filters: Mapping[str, Any], session: orm.Session | None = None
 ) -> dict[str, Any]:
-    """The caller's residents (by their current contract's team), filtered and paged; masked; audited once."""
+    """The caller's residents (by their current contract's team), filtered and paged; masked; audited once.
+    `counts` (for the filter chips) are per shown state and overdue, under the team and tag filters only."""
     session = session or db.session()
     on = today()
     state = state_sql(on)
+    overdue = overdue_follow_up_sql(on)
+    conditions = [Contract.team_id.in_(visible_team_ids(principal))]
+    if filters.get("team_id") is not None:
+        conditions.append(Contract.team_id == filters["team_id"])
+    if filters.get("tag"):
+        conditions.append(Resident.tags.contains(f",{filters['tag']},", autoescape=True))
     stmt = (
-        sa.select(Resident, Contract, FamilyDoctorTeam.name, FamilyDoctorTeam.institution_id)
+        sa.select(Resident, Contract, FamilyDoctorTeam.name, FamilyDoctorTeam.institution_id, overdue.label("overdue"))
         .join(Contract, sa.and_(Contract.resident_id == Resident.id, Contract.is_current))
         .join(FamilyDoctorTeam, FamilyDoctorTeam.id == Contract.team_id)
-        .where(Contract.team_id.in_(visible_team_ids(principal)))
+        .where(*conditions)
     )
-    if filters.get("team_id") is not None:
-        stmt = stmt.where(Contract.team_id == filters["team_id"])
-    if filters.get("tag"):
-        stmt = stmt.where(Resident.tags.contains(f",{filters['tag']},", autoescape=True))
+    if filters.get("overdue_follow_up") is not None:
+        stmt = stmt.where(overdue if filters["overdue_follow_up"] else ~overdue)
     if filters.get("state"):
         stmt = stmt.where(state == filters["state"])
     if filters.get("expiring_within") is not None:
@@ -584,8 +601,12 @@ def list_residents(
     page, per_page = filters.get("page", 1), filters.get("per_page", 50)
     rows, total = db.paginate(stmt.order_by(Resident.id), page, per_page, rows=True, db_session=session)
     items = [
-        {**_resident_view(resident, on), "contract": _contract_view(contract, team_name, on)}
-        for resident, contract, team_name, _ in rows
+        {
+            **_resident_view(resident, on),
+            "contract": _contract_view(contract, team_name, on),
+            "overdue_follow_up": bool(late),
+        }
+        for resident, contract, team_name, _, late in rows
     ]
     institutions = {row[3] for row in rows}
     audit.record(
@@ -600,7 +621,50 @@ def list_residents(
             "resident_ids": [item["id"] for item in items],
         },
     )
-    return {"items": items, "total": total, "page": page, "per_page": per_page}
+    return {
+        "items": items,
+        "total": total,
+        "page": page,
+        "per_page": per_page,
+        "counts": _resident_counts(session, conditions, state, overdue),
+    }
+
+
+def overdue_follow_up_sql(on: date) -> sa.Exists:
+    """An open follow-up past its due date, of the resident on their current contract's team (correlated with the
+    enclosing query's `Resident` and `Contract`): one left behind on a former team is not this team's to do."""
+    return (
+        sa.select(FollowUp.id)
+        .where(
+            FollowUp.resident_id == Resident.id,
+            FollowUp.team_id == Contract.team_id,
+            FollowUp.done_on.is_(None),
+            FollowUp.due_date < on,
+        )
+        .exists()
+    )
+
+
+def _resident_counts(
+    session: orm.Session, conditions: list[sa.ColumnElement[bool]], state: sa.ColumnElement[str], overdue: sa.Exists
+) -> dict[str, Any]:
+    # Grouped over a subquery: PostgreSQL does not see two renderings of the state CASE (own bind parameters each)
+    # as the same GROUP BY expression.
+    rows = (
+        sa.select(state.label("state"), sa.case((overdue, 1), else_=0).label("overdue"))
+        .select_from(Resident)
+        .join(Contract, sa.and_(Contract.resident_id == Resident.id, Contract.is_current))
+        .where(*conditions)
+        .subquery()
+    )
+    states: dict[str, int] = {}
+    late = 0
+    for code, count, overdue_count in session.execute(
+        sa.select(rows.c.state, sa.func.count(), sa.func.sum(rows.c.overdue)).group_by(rows.c.state)
+    ):
+        states[code] = count
+        late += int(overdue_count or 0)
+    return {"all": sum(states.values()), "states": states, "overdue_follow_up": late}
 
 
 def _resident_detail(session: orm.Session, resident: Resident, on: date) -> dict[str, Any]:
@@ -628,3 +692,51 @@ def get_resident(principal: Principal, resident_id: int, session: orm.Session | 
     resident, institution_id = row
     audit.record(principal, "resident.read", resource_type="resident", resource_id=resident.id, node_id=institution_id)
     return _resident_detail(session, resident, today())
+
+
+# -- revealing a resident's identifiers --------------------------------------------------------------------------
+
+
+def reveal_identity(
+    principal: Principal, resident_id: int, reason: str, session: orm.Session | None = None
+) -> dict[str, Any]:
+    """The full ID number and phone of a resident, with a reason (4–200 characters) kept in the audit log.
+
+    For the members of the resident's current team and the admins of its institution (`institution_admin`), and
+    the operator: the people who call or treat the resident. Bureau and commission admins (`admin`) see the
+    resident masked but may not unmask: supervision works on masked lists and figures, and a county admin who
+    could unmask would reach every resident of the county (403, and the refusal is on record). Outside the
+    resident's visibility it is a 404, as for `get_resident`.
+    """
+    session = session or db.session()
+    reason = (reason or "").strip()
+    if not 4 <= len(reason) <= 200:
+        raise ApiError("validation_error", "请填写查看原因（4–200 个字）", status=422, field="reason")
+    row = session.execute(
+        sa.select(Resident, Contract.team_id, OrgNode.id, OrgNode.path)
+        .join(Contract, sa.and_(Contract.resident_id == Resident.id, Contract.is_current))
+        .join(FamilyDoctorTeam, FamilyDoctorTeam.id == Contract.team_id)
+        .join(OrgNode, OrgNode.id == FamilyDoctorTeam.institution_id)
+        .where(Resident.id == resident_id, Contract.team_id.in_(visible_team_ids(principal)))
+    ).first()
+    if row is None:
+        raise _resident_not_found(resident_id)
+    resident, team_id, institution_id, institution_path = row
+    on_team = principal.member_id is not None and session.get(TeamMember, (team_id, principal.member_id)) is not None
+    record = {"resource_type": "resident", "resource_id": resident.id, "node_id": institution_id}
+    if not (principal.operator or on_team or principal.scope("institution_admin").covers_path(institution_path)):
+        audit.record(principal, "family_doctor.resident.reveal", outcome="denied", detail={"reason": reason}, **record)
+        raise ApiError("forbidden", "只有签约团队成员或本机构管理员可以查看完整身份信息", status=403)
+    # On record (own transaction) before the values leave; the values themselves never go into it.
+    audit.record(
+        principal,
+        "family_doctor.resident.reveal",
+        detail={"reason": reason, "team_id": team_id, "fields": ["id_number", "phone"]},
+        **record,
+    )
+    keys = privacy.keyring()
+    return {
+        "resident_id": resident.id,
+        "id_number": privacy.decrypt_field(resident.id_cipher, keys, context="resident.id_number"),
+        "phone": privacy.decrypt_field(resident.phone_cipher, keys, context="resident.phone"),
+    }
