@@ -3,6 +3,7 @@
 from bot.models import BotApproval, BotCard, DailySend, OutboxMessage, WebhookRobot
 from mini_apps.catalog.models import AppGroup, CatalogApp
 from mini_apps.family_doctor.models import Contract, FamilyDoctorTeam, Resident, TeamMember
+from mini_apps.referral.models import Referral, ReferralAttachment, ReferralEvent, ReferralSlot
 from org_sync.models import OrgChange, OrgMember, OrgMembership, OrgNode, OrgSyncRun
 from org_sync.staging import OrgStageDept, OrgStageMembership, OrgStageUser, OrgSyncLock
 from workbench.audit import AuditRecord
@@ -34,6 +35,10 @@ __all__ = [
     "OrgSyncRun",
     "OutboxMessage",
     "QuotaUsage",
+    "Referral",
+    "ReferralAttachment",
+    "ReferralEvent",
+    "ReferralSlot",
     "RefreshToken",
     "Resident",
     "RoleGrant",
