@@ -128,6 +128,15 @@ def reveal_identity(body: dict, resident_id: int):
     return service.reveal_identity(current_principal(), resident_id, body["reason"]), 200, {"Cache-Control": "no-store"}
 
 
+@bp.route("/residents/<int:resident_id>/messages", methods=["POST"])
+@login_required
+@bp.arguments(schemas.MessageInputSchema)
+@bp.response(202, schemas.MessageQueuedSchema)
+def message_resident(body: dict, resident_id: int) -> dict:
+    """A one-to-one robot message from the resident's team to the resident's DingTalk account."""
+    return service.message_resident(current_principal(), resident_id, body["text"])
+
+
 @bp.route("/figures", methods=["GET"])
 @require_role(*figures.READER_ROLES)
 @bp.arguments(schemas.FiguresQuerySchema, location="query")

@@ -280,6 +280,15 @@ class RevealInputSchema(Schema):
     reason = fields.String(required=True, validate=_reason, metadata={"description": "why (kept in the audit log)"})
 
 
+class MessageInputSchema(Schema):
+    text = fields.String(required=True, metadata={"description": "the message, 1–500 characters"})
+
+
+class MessageQueuedSchema(Schema):
+    resident_id = fields.Integer()
+    queued = fields.Boolean()
+
+
 class RevealSchema(Schema):
     resident_id = fields.Integer()
     id_number = fields.String(metadata={"description": "the full ID number"})

@@ -14,6 +14,7 @@ filters) and one `resident.read` per resident opened — ids only, never names o
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -23,7 +24,8 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 from sqlalchemy.exc import IntegrityError
 
-from mini_apps.family_doctor import chats, idcard
+from bot import messages
+from mini_apps.family_doctor import chats, idcard, notices
 from mini_apps.family_doctor.models import (
     MEMBER_ROLES,
     TAGS,
@@ -712,6 +714,37 @@ def reveal_identity(
     reason = (reason or "").strip()
     if not 4 <= len(reason) <= 200:
         raise ApiError("validation_error", "请填写查看原因（4–200 个字）", status=422, field="reason")
+    resident, team_id, institution_id = _caregiver_resident(
+        principal,
+        session,
+        resident_id,
+        action="family_doctor.resident.reveal",
+        detail={"reason": reason},
+        refusal="只有签约团队成员或本机构管理员可以查看完整身份信息",
+    )
+    # On record (own transaction) before the values leave; the values themselves never go into it.
+    audit.record(
+        principal,
+        "family_doctor.resident.reveal",
+        resource_type="resident",
+        resource_id=resident.id,
+        node_id=institution_id,
+        detail={"reason": reason, "team_id": team_id, "fields": ["id_number", "phone"]},
+    )
+    keys = privacy.keyring()
+    return {
+        "resident_id": resident.id,
+        "id_number": privacy.decrypt_field(resident.id_cipher, keys, context="resident.id_number"),
+        "phone": privacy.decrypt_field(resident.phone_cipher, keys, context="resident.phone"),
+    }
+
+
+def _caregiver_resident(
+    principal: Principal, session: orm.Session, resident_id: int, *, action: str, detail: dict, refusal: str
+) -> tuple[Resident, int, int]:
+    """The resident with their current team and institution, for the people who care for them: the team's
+    members, the institution's admins and the operator. Outside the resident's visibility a 404; a viewer who is
+    not a caregiver (a bureau admin) a 403, with the refusal on record as `action`."""
     row = session.execute(
         sa.select(Resident, Contract.team_id, OrgNode.id, OrgNode.path)
         .join(Contract, sa.and_(Contract.resident_id == Resident.id, Contract.is_current))
@@ -723,20 +756,53 @@ def reveal_identity(
         raise _resident_not_found(resident_id)
     resident, team_id, institution_id, institution_path = row
     on_team = principal.member_id is not None and session.get(TeamMember, (team_id, principal.member_id)) is not None
-    record = {"resource_type": "resident", "resource_id": resident.id, "node_id": institution_id}
     if not (principal.operator or on_team or principal.scope("institution_admin").covers_path(institution_path)):
-        audit.record(principal, "family_doctor.resident.reveal", outcome="denied", detail={"reason": reason}, **record)
-        raise ApiError("forbidden", "只有签约团队成员或本机构管理员可以查看完整身份信息", status=403)
-    # On record (own transaction) before the values leave; the values themselves never go into it.
+        audit.record(
+            principal,
+            action,
+            resource_type="resident",
+            resource_id=resident.id,
+            node_id=institution_id,
+            outcome="denied",
+            detail=detail,
+        )
+        raise ApiError("forbidden", refusal, status=403)
+    return resident, team_id, institution_id
+
+
+def message_resident(
+    principal: Principal, resident_id: int, text: str, session: orm.Session | None = None
+) -> dict[str, Any]:
+    """A one-to-one robot message from the resident's team to the resident (their DingTalk account), signed with
+    the team's and the sender's names. For the same people as `reveal_identity`; a resident without a DingTalk
+    account is a 409 (the team reaches them by phone). Audited without the text."""
+    session = session or db.session()
+    text = (text or "").strip()
+    if not 1 <= len(text) <= 500:
+        raise ApiError("validation_error", "消息内容须为 1–500 个字", status=422, field="text")
+    resident, team_id, institution_id = _caregiver_resident(
+        principal,
+        session,
+        resident_id,
+        action="family_doctor.resident.message",
+        detail={},
+        refusal="只有签约团队成员或本机构管理员可以给居民发消息",
+    )
+    if not resident.dingtalk_userid:
+        raise ApiError(
+            "no_dingtalk_account", "该居民未绑定钉钉账号，请通过电话等方式联系", status=409, field="resident_id"
+        )
+    team = session.get(FamilyDoctorTeam, team_id)
+    message = messages.notice(title=f"来自{team.name}的消息", lines=[text, f"发送人：{principal.name}"])
+    notices.message_resident(session, resident.id, message, key=f"family_doctor:message:{uuid.uuid4().hex}")
     audit.record(
         principal,
-        "family_doctor.resident.reveal",
-        detail={"reason": reason, "team_id": team_id, "fields": ["id_number", "phone"]},
-        **record,
+        "family_doctor.resident.message",
+        resource_type="resident",
+        resource_id=resident.id,
+        node_id=institution_id,
+        detail={"team_id": team_id},
+        session=session,
     )
-    keys = privacy.keyring()
-    return {
-        "resident_id": resident.id,
-        "id_number": privacy.decrypt_field(resident.id_cipher, keys, context="resident.id_number"),
-        "phone": privacy.decrypt_field(resident.phone_cipher, keys, context="resident.phone"),
-    }
+    session.commit()
+    return {"resident_id": resident.id, "queued": True}

@@ -19,6 +19,7 @@ from tests.bot.conftest import sandbox_messages
 from tests.conftest import run_jobs
 from tests.family_doctor.conftest import World, id_number
 from workbench import db
+from workbench.audit import AuditRecord
 from workbench.errors import ApiError
 
 API = "/api/family-doctor"
@@ -182,3 +183,38 @@ def test_notify_resident_is_idempotent_per_key_and_message_resident_goes_one_to_
     assert data["title"] == "转诊预约成功" and data["link"] == link and "心内科" in data["markdown"]
     [robot] = sandbox_messages(sandbox, kind="robot_oto", userid=account, since=since)
     assert robot["content"]["content"] == "请按时就诊"
+
+
+def test_the_team_messages_a_resident_one_to_one_and_only_the_team_may(tree_app, tree_client, sandbox, world: World):
+    client = tree_client
+    account = resident_account(sandbox, "赵六")
+    with_account = sign(client, world.doctor, world.team_id, 111, name="赵六", userid=account)["id"]
+    without = sign(client, world.doctor, world.team_id, 112, name="钱七", userid=None)["id"]
+    since = str(len(sandbox_messages(sandbox)))
+
+    reply = client.post(
+        f"{API}/residents/{with_account}/messages", json={"text": "明天上午请来复查血压"}, headers=world.doctor
+    )
+    assert reply.status_code == 202, reply.get_json()
+    run_jobs(tree_app)
+    sent = [m for m in sandbox_messages(sandbox, kind="robot_oto", since=since) if account in m["userids"]]
+    assert len(sent) == 1 and "明天上午请来复查血压" in sent[0]["content"]["text"]
+    assert "第一家庭医生团队" in sent[0]["content"]["title"]
+
+    for body, field in (({"text": ""}, "text"), ({"text": "x" * 501}, "text"), ({}, "text")):
+        bad = client.post(f"{API}/residents/{with_account}/messages", json=body, headers=world.doctor)
+        assert bad.status_code == 422 and field in str(bad.get_json()), bad.get_json()
+    no_account = client.post(f"{API}/residents/{without}/messages", json={"text": "你好"}, headers=world.doctor)
+    assert no_account.status_code == 409 and no_account.get_json()["error"]["field"] == "resident_id"
+    # A colleague not on the team cannot even see the resident; the county admin sees but is no caregiver.
+    outsider = client.post(f"{API}/residents/{with_account}/messages", json={"text": "你好"}, headers=world.colleague)
+    assert outsider.status_code == 404
+    admin = client.post(f"{API}/residents/{with_account}/messages", json={"text": "你好"}, headers=world.county_admin)
+    assert admin.status_code == 403
+    with tree_app.app_context():
+        actions = (
+            db.session()
+            .scalars(sa.select(AuditRecord.outcome).where(AuditRecord.action == "family_doctor.resident.message"))
+            .all()
+        )
+    assert sorted(actions) == ["denied", "ok"]
