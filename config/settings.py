@@ -14,6 +14,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -36,6 +37,14 @@ REAL_OAPI_BASE = "https://oapi.dingtalk.com"
 REAL_API_BASE = "https://api.dingtalk.com"
 DEV_SECRET_KEY = "dev-only-secret-key-change-me"
 DEV_ADMIN_TOKEN = "dev-admin-token"
+# Referral clocks (reference/domain.md §4.3; no national numbers exist, so each county may set its own).
+REFERRAL_SLA_DEFAULTS = {
+    "routine": timedelta(hours=24),
+    "urgent": timedelta(hours=2),
+    "green": timedelta(minutes=15),
+    "down_ack": timedelta(hours=48),
+    "first_follow_up": timedelta(days=7),
+}
 
 
 class ConfigError(ValueError):
@@ -94,6 +103,7 @@ class Settings:
     org_sync_reconcile_seconds: int = 24 * 3600  # between reconciliations; 0 switches them off
     log_level: str = "INFO"
     instance_path: Path = ROOT / "var"
+    referral_sla: dict[str, timedelta] = field(default_factory=lambda: dict(REFERRAL_SLA_DEFAULTS))
 
 
 def load_settings(environ: Mapping[str, str] | None = None, *, read_dotenv: bool = True) -> Settings:
@@ -146,6 +156,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, read_dotenv: bool
         org_sync_reconcile_seconds=_non_negative_int(env, "ORG_SYNC_RECONCILE_SECONDS", 24 * 3600),
         log_level=_choice(env, "LOG_LEVEL", "INFO", {"DEBUG", "INFO", "WARNING", "ERROR"}),
         instance_path=instance_path,
+        referral_sla=_referral_sla(env.get("REFERRAL_SLA", "")),
     )
 
 
@@ -245,6 +256,23 @@ def _api_qps(value: str) -> dict[str, int]:
             raise ConfigError("DINGTALK_API_QPS", f"expected /api/path=QPS pairs separated by commas, got {item!r}")
         limits[path] = int(qps)
     return limits
+
+
+def _referral_sla(value: str) -> dict[str, timedelta]:
+    """Parse `REFERRAL_SLA="routine=24h,urgent=2h,green=15m"`: any subset of the clocks, each a positive number
+    of s/m/h/d; the others keep their defaults."""
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+    sla = dict(REFERRAL_SLA_DEFAULTS)
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        name, _, span = item.partition("=")
+        match = re.fullmatch(r"([1-9][0-9]*)([smhd])", span.strip())
+        if name.strip() not in sla or match is None:
+            raise ConfigError(
+                "REFERRAL_SLA",
+                f"expected name=<number><s|m|h|d> pairs ({', '.join(REFERRAL_SLA_DEFAULTS)}), got {item!r}",
+            )
+        sla[name.strip()] = timedelta(**{units[match.group(2)]: int(match.group(1))})
+    return sla
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -70,6 +70,9 @@ def test_postgres_url_gets_the_psycopg3_driver():
         ("FIELD_KEYS", "k1:" + base64.b64encode(b"x" * 16).decode()),
         ("FIELD_KEYS", "v1:" + base64.b64encode(b"x" * 32).decode()),
         ("LOOKUP_KEYS", "a:{0},a:{0}".format(base64.b64encode(b"x" * 32).decode())),
+        ("REFERRAL_SLA", "routine=soon"),
+        ("REFERRAL_SLA", "routine=0h"),
+        ("REFERRAL_SLA", "coffee=5m"),
     ],
 )
 def test_malformed_settings_stop_start_up_naming_the_variable(variable, value):
