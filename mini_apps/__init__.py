@@ -6,7 +6,8 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from mini_apps import catalog, family_doctor
+    from mini_apps import catalog, family_doctor, referral
 
     catalog.init_app(app)
     family_doctor.init_app(app)
+    referral.init_app(app)

@@ -158,6 +158,32 @@ def decrypt_field(token: str | None, keys: FieldKeyring | str, *, context: str =
         raise ValueError("field does not decrypt with this key") from exc
 
 
+def encrypt_bytes(data: bytes, keys: FieldKeyring | str, *, context: str = "") -> bytes:
+    """`encrypt_field` for documents (referral attachments): the same key and AES-GCM, raw bytes without base64,
+    `v1:` or `v2:<kid>:` then nonce, ciphertext and tag."""
+    kid, key = _keyring(keys).field_keys[0]
+    nonce = os.urandom(12)
+    prefix = _V1.encode() if kid == LEGACY_KID else f"{_V2}{kid}:".encode()
+    return prefix + nonce + _aead(key).encrypt(nonce, data, context.encode())
+
+
+def decrypt_bytes(token: bytes, keys: FieldKeyring | str, *, context: str = "") -> bytes:
+    """The plaintext of `encrypt_bytes`; raises `ValueError` when altered or its key is missing."""
+    from cryptography.exceptions import InvalidTag
+
+    if token.startswith(_V1.encode()):
+        kid, raw = LEGACY_KID, token[len(_V1) :]
+    elif token.startswith(_V2.encode()):
+        kid_bytes, _, raw = token[len(_V2) :].partition(b":")
+        kid = kid_bytes.decode()
+    else:
+        raise ValueError("unknown field-encryption format")
+    try:
+        return _aead(_keyring(keys).field_key(kid)).decrypt(raw[:12], raw[12:], context.encode())
+    except InvalidTag as exc:
+        raise ValueError("document does not decrypt with this key") from exc
+
+
 def lookup_hashes(value: str, keys: FieldKeyring | str, *, context: str = "") -> list[str]:
     """HMAC-SHA256 (hex) of `value` under every lookup key, the current one first: a lookup matches any, so rows
     hashed under a previous key are still found while `rekey` recomputes them. No key, no dictionary attack on
