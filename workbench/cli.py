@@ -1,12 +1,14 @@
-"""Commands for operators: `flask --app wsgi db upgrade`, `flask --app wsgi worker`, `flask --app wsgi stream`."""
+"""Commands for operators: `flask --app wsgi db upgrade`, `flask --app wsgi worker`, `flask --app wsgi stream`,
+`flask --app wsgi rekey`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,7 +69,25 @@ def stream() -> None:
     stream_worker.run(current_app._get_current_object())
 
 
+@click.command("rekey")
+@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 10000))
+@with_appcontext
+def rekey(batch_size: int) -> None:
+    """Re-encrypt stored personal data under the current FIELD_KEYS / LOOKUP_KEYS (resumable; rows already current
+    are skipped). Run it after putting a new key first, before dropping the old one."""
+    for name, rekey_part in current_app.extensions["workbench.rekey"].items():
+        result = rekey_part(batch_size)
+        click.echo(f"{name}: {result['rows']} rows, {result['rekeyed']} re-encrypted")
+
+
+def register_rekey(app: Flask, name: str, rekey_part: Callable[[int], dict[str, int]]) -> None:
+    """A part's encrypted table for `flask rekey` (`rekey_part(batch_size)`, see workbench.privacy.rekey_table)."""
+    app.extensions.setdefault("workbench.rekey", {})[name] = rekey_part
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(db_cli)
     app.cli.add_command(worker)
     app.cli.add_command(stream)
+    app.cli.add_command(rekey)
+    app.extensions.setdefault("workbench.rekey", {})

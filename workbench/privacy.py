@@ -7,8 +7,11 @@ import functools
 import hashlib
 import hmac
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
 
 
 def mask_mobile(mobile: str | None) -> str | None:
@@ -42,11 +45,12 @@ def mask_name(name: str) -> str:
 
 
 # -- encryption at rest and keyed lookup hashes (reference/domain.md §6) -----------------------------------------
-# Resident ID numbers and phones are sensitive personal information: stored encrypted (AES-256-GCM) so a database
-# dump does not reveal them, plus a keyed hash (HMAC-SHA256) so equality lookups and uniqueness work without
-# decrypting. The keys form a `FieldKeyring` (settings FIELD_KEYS and LOOKUP_KEYS): the first field key encrypts,
-# every one decrypts, so a key is rotated by putting a new one first and re-encrypting (`flask family-doctor
-# rekey`); lookups try every lookup key, so hashes can be recomputed under a new one while the app runs. Without
+# ID numbers, phones, clinical summaries and documents are sensitive personal information: stored encrypted
+# (AES-256-GCM) so a database dump does not reveal them, plus a keyed hash (HMAC-SHA256) of ID numbers so equality
+# lookups and uniqueness work without decrypting. The keys form a `FieldKeyring` (settings FIELD_KEYS and
+# LOOKUP_KEYS): the first field key encrypts, every one decrypts, so a key is rotated by putting a new one first and
+# re-encrypting (`flask rekey`, `rekey_table`); lookups try every lookup key, so hashes can be recomputed under a
+# new one while the app runs. Without
 # those settings both keys are derived from SECRET_KEY with HKDF under their own labels (the v1 format).
 
 _V1 = "v1:"  # v1:<base64(nonce + ciphertext + tag)>, the SECRET_KEY-derived key
@@ -184,6 +188,11 @@ def decrypt_bytes(token: bytes, keys: FieldKeyring | str, *, context: str = "") 
         raise ValueError("document does not decrypt with this key") from exc
 
 
+def bytes_kid(token: bytes) -> str:
+    """Which key a stored document was encrypted with."""
+    return field_kid(token[:40].decode("ascii", errors="replace"))
+
+
 def lookup_hashes(value: str, keys: FieldKeyring | str, *, context: str = "") -> list[str]:
     """HMAC-SHA256 (hex) of `value` under every lookup key, the current one first: a lookup matches any, so rows
     hashed under a previous key are still found while `rekey` recomputes them. No key, no dictionary attack on
@@ -195,3 +204,33 @@ def lookup_hashes(value: str, keys: FieldKeyring | str, *, context: str = "") ->
 def lookup_hash(value: str, keys: FieldKeyring | str, *, context: str = "") -> str:
     """The hash under the current lookup key: what is stored."""
     return lookup_hashes(value, keys, context=context)[0]
+
+
+# -- rotation -----------------------------------------------------------------------------------------------------
+
+
+def rekey_table(model: type, rekey_row: Callable[[Any, FieldKeyring], bool], batch_size: int = 500) -> dict[str, int]:
+    """Bring a table's encrypted columns to the current keys: rows in batches by id, each batch locked and committed
+    (`flask rekey` can be stopped and run again); `rekey_row(row, ring)` changes what is stale and says whether it
+    changed anything. Returns rows seen and rows changed."""
+    from workbench import db
+
+    ring = keyring()
+    session = db.session()
+    seen = changed = after = 0
+    while rows := session.scalars(
+        sa.select(model).where(model.id > after).order_by(model.id).limit(batch_size).with_for_update()
+    ).all():
+        for row in rows:
+            seen += 1
+            changed += bool(rekey_row(row, ring))
+        after = rows[-1].id
+        session.commit()
+    return {"rows": seen, "rekeyed": changed}
+
+
+def rekey_field(token: str | None, ring: FieldKeyring, context: str) -> str | None:
+    """`token` re-encrypted under the current key, or unchanged when it already is (None stays None)."""
+    if token is None or field_kid(token) == ring.current_kid:
+        return token
+    return encrypt_field(decrypt_field(token, ring, context=context), ring, context=context)

@@ -13,12 +13,13 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from mini_apps.family_doctor import chats, cli, jobs, pages, reminders, routes
+    from mini_apps.family_doctor import chats, jobs, pages, rekey, reminders, routes
     from workbench.api import register_blueprint
+    from workbench.cli import register_rekey
 
     register_blueprint(app, routes.bp)
     pages.init_app(app)
-    app.cli.add_command(cli.family_doctor_cli)
+    register_rekey(app, "family-doctor residents", rekey.rekey_residents)
     app.extensions["workbench.queue"].every(jobs.DEPARTURE_SWEEP_SECONDS, jobs.drop_departed_members)
     app.extensions["workbench.queue"].every(chats.SWEEP_SECONDS, chats.sweep_team_chats, offset=chats.SWEEP_OFFSET)
     app.extensions["workbench.queue"].every(reminders.DAILY_SECONDS, reminders.run_daily, offset=reminders.DAILY_OFFSET)

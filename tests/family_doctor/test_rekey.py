@@ -1,5 +1,5 @@
 """Moving residents' field encryption off SECRET_KEY and rotating keys: old rows stay readable and findable while
-`flask family-doctor rekey` brings them to the current keys; a second run changes nothing."""
+`flask rekey` brings them to the current keys; a second run changes nothing."""
 
 from __future__ import annotations
 
@@ -49,9 +49,9 @@ def test_rekey_moves_rows_to_the_new_keys_and_lookups_work_throughout(tree_app, 
     assert new.status_code == 201
     assert {privacy.field_kid(r.id_cipher) for r in rows(tree_app)} == {"v1", "k1"}
 
-    result = tree_app.test_cli_runner().invoke(args=["family-doctor", "rekey", "--batch-size", "2"])
+    result = tree_app.test_cli_runner().invoke(args=["rekey", "--batch-size", "2"])
     assert result.exit_code == 0, result.output
-    assert "4 residents, 3 re-encrypted" in result.output
+    assert "family-doctor residents: 4 rows, 3 re-encrypted" in result.output
     with tree_app.app_context():
         ring = privacy.keyring()
         for row in rows(tree_app):
@@ -62,12 +62,12 @@ def test_rekey_moves_rows_to_the_new_keys_and_lookups_work_throughout(tree_app, 
     assert rows(tree_app)[0].id == first.id
 
     # Nothing left to do; then a rotation to k2 with k1 kept for reading.
-    again = tree_app.test_cli_runner().invoke(args=["family-doctor", "rekey"])
-    assert "4 residents, 0 re-encrypted" in again.output
+    again = tree_app.test_cli_runner().invoke(args=["rekey"])
+    assert "family-doctor residents: 4 rows, 0 re-encrypted" in again.output
     use_keys(tree_app, f"k2:{KEY_2},k1:{KEY_1}", f"h1:{KEY_1}")
     assert tree_client.get(f"{API}/residents", headers=world.doctor).get_json()["total"] == 4
-    result = tree_app.test_cli_runner().invoke(args=["family-doctor", "rekey"])
-    assert "4 residents, 4 re-encrypted" in result.output
+    result = tree_app.test_cli_runner().invoke(args=["rekey"])
+    assert "family-doctor residents: 4 rows, 4 re-encrypted" in result.output
     assert {privacy.field_kid(r.id_cipher) for r in rows(tree_app)} == {"k2"}
 
 
