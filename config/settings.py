@@ -89,6 +89,8 @@ class Settings:
     secret_key: str
     dingtalk: DingTalkSettings
     admin_token: str | None = None  # the deploy-time operator credential (whole tree, every action audited)
+    # Where people's DingTalk reaches this workbench: links in cards and messages must be absolute.
+    public_url: str = "http://127.0.0.1:8000"
     jwt_keys: tuple[tuple[str, str], ...] = ()  # (key id, secret); the first signs, all verify (rotation)
     # Residents' field encryption and lookup-hash keys, (kid, 32 bytes), the first in use (workbench.privacy).
     field_keys: tuple[tuple[str, bytes], ...] = ()
@@ -133,6 +135,10 @@ def load_settings(environ: Mapping[str, str] | None = None, *, read_dotenv: bool
     if admin_token is not None and len(admin_token) < 12:
         raise ConfigError("ADMIN_TOKEN", "must be at least 12 characters")
 
+    if "PUBLIC_URL" not in env and not dingtalk.sandbox:
+        raise ConfigError("PUBLIC_URL", "must be set when a real DingTalk app is configured (links in cards, messages)")
+    public_url = _http_base(env, "PUBLIC_URL", f"http://127.0.0.1:{env.get('PORT', '8000')}")
+
     retention = _non_negative_int(env, "AUDIT_RETENTION_DAYS", 365)
     if retention < 180:
         raise ConfigError("AUDIT_RETENTION_DAYS", "must be at least 180 (audit records are kept 180 days or more)")
@@ -143,6 +149,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, read_dotenv: bool
         secret_key=secret_key,
         dingtalk=dingtalk,
         admin_token=admin_token,
+        public_url=public_url,
         jwt_keys=_jwt_keys(env.get("JWT_KEYS"), secret_key),
         field_keys=_binary_keys(env, "FIELD_KEYS"),
         lookup_keys=_binary_keys(env, "LOOKUP_KEYS"),

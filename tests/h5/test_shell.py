@@ -32,6 +32,7 @@ def test_page_injects_the_dingtalk_app_and_guards_itself(tmp_path):
         DINGTALK_APP_SECRET="app-secret-do-not-leak",
         DINGTALK_CORP_ID="dingcorp123",
         SECRET_KEY="a-real-secret-key-for-tests",
+        PUBLIC_URL="https://workbench.example.cn",
     )
     reply = app.test_client().get("/h5/")
     assert reply.status_code == 200

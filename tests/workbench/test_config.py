@@ -23,7 +23,13 @@ def test_sandbox_port_moves_both_bases():
 
 
 def test_real_app_key_points_at_real_dingtalk_and_requires_secrets():
-    real = dict(DINGTALK_APP_KEY="dingabc", DINGTALK_APP_SECRET="s", DINGTALK_CORP_ID="ding1", SECRET_KEY="x" * 32)
+    real = dict(
+        DINGTALK_APP_KEY="dingabc",
+        DINGTALK_APP_SECRET="s",
+        DINGTALK_CORP_ID="ding1",
+        SECRET_KEY="x" * 32,
+        PUBLIC_URL="https://workbench.example.cn",
+    )
     s = settings(**real)
     assert not s.dingtalk.sandbox
     assert s.dingtalk.oapi_base == "https://oapi.dingtalk.com"
@@ -65,6 +71,8 @@ def test_postgres_url_gets_the_psycopg3_driver():
         ("EVENT_RETENTION_DAYS", "3"),
         ("DINGTALK_APPROVAL_PROCESS_CODE", "not-a-code"),
         ("DINGTALK_CARD_CALLBACK_TYPE", "PIGEON"),
+        ("PUBLIC_URL", "workbench.example.cn"),
+        ("PUBLIC_URL", "https://workbench.example.cn/h5/"),
         ("FIELD_KEYS", "k1"),
         ("FIELD_KEYS", "k1:not base64!"),
         ("FIELD_KEYS", "k1:" + base64.b64encode(b"x" * 16).decode()),
@@ -90,6 +98,15 @@ def test_field_keys_are_kid_and_32_byte_pairs_in_order():
     assert settings().field_keys == ()
 
 
+def test_public_url_is_required_with_a_real_app_and_defaults_to_the_local_port():
+    assert settings().public_url == "http://127.0.0.1:8000"
+    assert settings(PORT="8123").public_url == "http://127.0.0.1:8123"
+    real = dict(DINGTALK_APP_KEY="dingabc", DINGTALK_APP_SECRET="s", DINGTALK_CORP_ID="ding1", SECRET_KEY="x" * 32)
+    with pytest.raises(ConfigError, match="PUBLIC_URL"):
+        settings(**real)
+    assert settings(**real, PUBLIC_URL="https://wb.example.cn/").public_url == "https://wb.example.cn"
+
+
 def test_per_api_qps_overrides():
     s = settings(DINGTALK_API_QPS="/topapi/v2/user/list=40, /v1.0/robot/oToMessages/batchSend=10")
     assert s.dingtalk.api_qps == {"/topapi/v2/user/list": 40, "/v1.0/robot/oToMessages/batchSend": 10}
@@ -112,7 +129,13 @@ def test_wsgi_exits_with_the_variable_name_on_a_config_error(tmp_path):
 
 def test_admin_token_has_a_dev_default_only_in_sandbox_mode():
     assert settings().admin_token == "dev-admin-token"
-    real = dict(DINGTALK_APP_KEY="dingabc", DINGTALK_APP_SECRET="s", DINGTALK_CORP_ID="ding1", SECRET_KEY="x" * 32)
+    real = dict(
+        DINGTALK_APP_KEY="dingabc",
+        DINGTALK_APP_SECRET="s",
+        DINGTALK_CORP_ID="ding1",
+        SECRET_KEY="x" * 32,
+        PUBLIC_URL="https://workbench.example.cn",
+    )
     assert settings(**real).admin_token is None
     assert settings(**real, ADMIN_TOKEN="a-long-operator-token").admin_token == "a-long-operator-token"
     with pytest.raises(ConfigError, match="ADMIN_TOKEN"):
