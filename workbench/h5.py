@@ -139,6 +139,25 @@ def _page(template: str, config: dict, script: str) -> Response:
     return page_response(html)
 
 
+def public_url(path: str) -> str:
+    """An absolute link to a page of this workbench, for cards and messages (DingTalk opens only absolute URLs)."""
+    return current_app.config["SETTINGS"].public_url + path
+
+
+def app_page(blueprint: PageBlueprint, template: str, script: str, config: dict) -> Response:
+    """A mini app's page (its templates extend `h5/app.html`): the shell's session and DOM scripts, the app's
+    `common.js` and the page's own script, all from their blueprints with content hashes."""
+    html = render_template(
+        template,
+        config=config,
+        session_js=static_url("session.js"),
+        dom_js=static_url("dom.js"),
+        common_js=static_url("common.js", blueprint.name),
+        page_js=static_url(script, blueprint.name),
+    )
+    return page_response(html)
+
+
 def page_response(html: str) -> Response:
     """A rendered H5 page with the shell's headers (also for mini apps' pages)."""
     response = make_response(html)

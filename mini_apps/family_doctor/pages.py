@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, Response, render_template, url_for
+from flask import Flask, Response, url_for
 
 from mini_apps.family_doctor import service
 from mini_apps.family_doctor.models import FOLLOW_UP_KINDS, MEMBER_ROLES, TAGS
@@ -40,15 +40,7 @@ def _page(template: str, script: str, **config: Any) -> Response:
         "package": service.BASIC_PACKAGE,
         **config,
     }
-    html = render_template(
-        f"family_doctor/{template}",
-        config=config,
-        session_js=h5.static_url("session.js"),
-        dom_js=h5.static_url("dom.js"),
-        common_js=h5.static_url("common.js", bp.name),
-        page_js=h5.static_url(script, bp.name),
-    )
-    return h5.page_response(html)
+    return h5.app_page(bp, f"family_doctor/{template}", script, config)
 
 
 @bp.get("/")
