@@ -63,6 +63,15 @@ class CardClick:
     card_data: Mapping[str, str]
 
 
+class KeepOpen(Exception):
+    """Raised by a handler when the click decided nothing (not this person's to decide, a reason missing): the claim
+    is undone, the card stays open for the next tap, and the clicker sees `changes` (a hint) in the reply."""
+
+    def __init__(self, changes: Mapping[str, str]) -> None:
+        super().__init__("card kept open")
+        self.changes = dict(changes)
+
+
 TEMPLATES: dict[str, CardTemplate] = {}
 HANDLERS: dict[str, Callable[[CardClick], Mapping[str, str]]] = {}
 
@@ -257,6 +266,9 @@ def handle_click(payload: Mapping) -> dict:
             changes = handler(
                 CardClick(click.out_track_id, click.action_id, click.userid, click.params, dict(card.data))
             )
+        except KeepOpen as keep:
+            db.rollback()  # the claim is undone: the card stays open for a real decision
+            return _reply({**db.get(BotCard, click.out_track_id).data, **keep.changes})
         except Exception:
             db.rollback()  # the card stays open: the next tap may succeed
             raise
@@ -265,8 +277,12 @@ def handle_click(payload: Mapping) -> dict:
         log.info("card action applied", extra={"action": click.action_id, "card": click.out_track_id})
     else:
         db.rollback()
+    return _reply(dict(card.data))
+
+
+def _reply(data: Mapping[str, str]) -> dict:
     return {
-        "cardData": {"cardParamMap": dict(card.data)},
+        "cardData": {"cardParamMap": dict(data)},
         "cardUpdateOptions": {"updateCardDataByKey": True, "updatePrivateDataByKey": True},
     }
 
