@@ -36,13 +36,13 @@ from sqlalchemy import orm
 
 from mini_apps.family_doctor.models import TAGS, Contract, FamilyDoctorTeam, FollowUp, Resident, ServicePopulation
 from mini_apps.family_doctor.service import CHINA, today
+from org_sync import rollup
 from org_sync.models import OrgNode
 from workbench import audit, db
 from workbench.auth.principal import INSTITUTION_LEVELS, Principal
 from workbench.errors import ApiError
 
 # The levels figures are reported at (internal departments hold no teams of their own).
-REPORTED_LEVELS = ("province_commission", "city_commission", "county_bureau", *INSTITUTION_LEVELS)
 ALL, KEY_POPULATION = "all", "key_population"
 CATEGORIES = {ALL: "辖区常住人口", KEY_POPULATION: "重点人群（去重）", **TAGS}
 READER_ROLES = ("admin", "institution_admin", "supervisor")
@@ -88,28 +88,12 @@ def _tag_clause(tags: sa.ColumnElement[str], tag: str) -> sa.ColumnElement[bool]
 def signing_figures(
     session: orm.Session, *, on: date, year: int | None = None, root_ids: Sequence[int] | None = None
 ) -> list[NodeFigures]:
-    """Figures of every node (of `REPORTED_LEVELS`, live) that has teams or populations under it — limited to the
-    subtrees of `root_ids` when given (the roots are always listed) — ordered by path (parents first)."""
+    """Figures of every live node of `rollup.REPORTED_LEVELS` that has teams or populations under it — limited to
+    the subtrees of `root_ids` when given (the roots are always listed) — ordered by path (parents first)."""
     year = year or on.year
-    if root_ids is not None:
-        root_paths = list(
-            session.scalars(sa.select(OrgNode.path).where(OrgNode.id.in_(root_ids), OrgNode.deleted_at.is_(None)))
-        )
-        if not root_paths:
-            return []
-    node = orm.aliased(OrgNode, name="node")
-    unit = orm.aliased(OrgNode, name="unit")
-    # (node, unit): every reported node with each unit at or below it. Units include deleted ones, whose teams'
-    # contracts still count where they were; the paths are digits and slashes, so LIKE needs no escaping.
-    pairs = sa.select(node.id.label("node_id"), unit.id.label("unit_id")).where(
-        unit.path.startswith(node.path),
-        unit.level.in_(REPORTED_LEVELS),
-        node.level.in_(REPORTED_LEVELS),
-        node.deleted_at.is_(None),
-    )
-    if root_ids is not None:
-        pairs = pairs.where(sa.or_(*(node.path.startswith(path, autoescape=True) for path in root_paths)))
-    anchor = pairs.cte("anchor")
+    anchor = rollup.anchor(session, root_ids)
+    if anchor is None:
+        return []
 
     # Which nodes: those with a team or a population row of the year under them, and the roots.
     with_data = sa.union(
@@ -119,7 +103,7 @@ def signing_figures(
     listed = sa.select(anchor.c.node_id).where(anchor.c.unit_id.in_(sa.select(with_data.c.unit_id)))
     wanted = OrgNode.id.in_(listed)
     if root_ids is not None:
-        wanted = sa.or_(wanted, sa.and_(OrgNode.id.in_(root_ids), OrgNode.level.in_(REPORTED_LEVELS)))
+        wanted = sa.or_(wanted, sa.and_(OrgNode.id.in_(root_ids), OrgNode.level.in_(rollup.REPORTED_LEVELS)))
     rows = session.execute(
         sa.select(OrgNode.id, OrgNode.name, OrgNode.level, OrgNode.parent_id, OrgNode.path)
         .where(wanted, OrgNode.deleted_at.is_(None))
