@@ -11,9 +11,15 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from mini_apps.referral import routes, timers
+    from mini_apps.referral import cards, rekey, routes, timers  # noqa: F401  (cards: its button handlers)
     from workbench.api import register_blueprint
+    from workbench.cli import register_rekey
 
     register_blueprint(app, routes.bp)
+    from mini_apps.referral import pages
+
+    pages.init_app(app)  # the clinicians' H5 pages at /h5/apps/referral/
+    register_rekey(app, "referrals", rekey.rekey_referrals)
+    register_rekey(app, "referral attachments", rekey.rekey_attachments)
     # SLA reminders and escalations, expiries and no-shows, every minute.
     app.extensions["workbench.queue"].every(timers.TIMER_SECONDS, timers.run_timers)

@@ -5,10 +5,12 @@ Thin: arguments in, `mini_apps.referral.service` out (sides, scope and audit liv
 
 from __future__ import annotations
 
+import json
+
 from flask import Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from mini_apps.referral import icd10, schemas, service, slots
+from mini_apps.referral import fhir, figures, icd10, schemas, service, slots
 from workbench.api import Blueprint
 from workbench.auth import current_principal, login_required, require_role
 from workbench.errors import ApiError
@@ -32,6 +34,14 @@ def create_referral(body: dict) -> dict:
 def list_referrals(query: dict) -> dict:
     """The caller's outbox (as applicant) or inbox (as receiver), with counts by state; masked; audited."""
     return service.list_referrals(current_principal(), query)
+
+
+@bp.route("/targets", methods=["GET"])
+@login_required
+@bp.response(200, schemas.TargetsSchema)
+def list_targets() -> dict:
+    """What the new-referral form offers: the caller's departments and the county's institutions to refer to."""
+    return service.referral_targets(current_principal())
 
 
 @bp.route("/<int:referral_id>", methods=["GET"])
@@ -133,3 +143,37 @@ def list_slots(query: dict) -> dict:
 def search_icd10(query: dict) -> dict:
     """ICD-10 diagnoses by code prefix, Chinese name or everyday alias, or 拼音首字母; best first."""
     return {"items": icd10.search(query["q"], query["limit"])}
+
+
+@bp.route("/figures", methods=["GET"])
+@require_role(*figures.READER_ROLES)
+@bp.arguments(schemas.ReferralFiguresQuerySchema, location="query")
+@bp.response(200, schemas.ReferralFiguresSchema)
+def referral_figures(query: dict) -> dict:
+    """Up-, down- and lateral referrals, acceptance time and 及时率, 到诊率, 结案率 and the down-referral follow-up
+    rate per institution and every node above it, for referrals submitted in [start, end], within the caller's
+    scope (`node_id`: one subtree of it; 404 outside)."""
+    return figures.figures_view(current_principal(), query)
+
+
+@bp.route("/<int:referral_id>/fhir", methods=["GET"])
+@login_required
+def export_fhir(referral_id: int) -> Response:
+    """The referral as a FHIR R4 transaction Bundle (application/fhir+json), with the full ID number: for the sides
+    sharing the clinical record now; audited (reason `fhir_export`)."""
+    bundle = fhir.export_referral(current_principal(), referral_id, base_url=request.url_root)
+    response = Response(json.dumps(bundle, ensure_ascii=False), mimetype=fhir.FHIR_JSON)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.route("/fhir", methods=["POST"])
+@login_required
+@bp.response(201, schemas.ReferralSchema)
+def import_fhir() -> dict:
+    """Create a referral from a FHIR Bundle of the export's shape; the caller is the applicant side. A missing or
+    invalid element is a 422 naming its JSON path (`entry[2].resource.code.coding[0].code`)."""
+    body = request.get_json(silent=True)
+    if body is None:
+        raise ApiError("validation_error", "请求体须为 FHIR JSON（application/fhir+json）", status=422, field="body")
+    return fhir.import_bundle(current_principal(), body)

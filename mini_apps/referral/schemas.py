@@ -276,3 +276,70 @@ class Icd10QuerySchema(Schema):
 
 class Icd10ListSchema(Schema):
     items = fields.List(fields.Nested(DiagnosisSchema))
+
+
+# -- what the new-referral form offers --------------------------------------------------------------------------------
+
+
+class TargetDepartmentSchema(Schema):
+    id = fields.Integer()
+    name = fields.String()
+
+
+class ApplicantDepartmentSchema(TargetDepartmentSchema):
+    institution_id = fields.Integer()
+    institution_name = fields.String(allow_none=True)
+
+
+class TargetInstitutionSchema(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    level = fields.String(metadata={"description": "medical_community_lead or member_institution"})
+    departments = fields.List(fields.Nested(TargetDepartmentSchema))
+
+
+class TargetsSchema(Schema):
+    applicant_departments = fields.List(fields.Nested(ApplicantDepartmentSchema))
+    targets = fields.List(fields.Nested(TargetInstitutionSchema))
+
+
+# -- FHIR and figures (supervision) -----------------------------------------------------------------------------------
+
+
+class ReferralFiguresQuerySchema(Schema):
+    start = fields.Date(load_default=None, metadata={"description": "first day (China) submitted; default: the 1st"})
+    end = fields.Date(load_default=None, metadata={"description": "last day (China) submitted; default: today"})
+    node_id = fields.Integer(load_default=None, metadata={"description": "only this node's subtree (in scope)"})
+
+
+class ReferralNodeFiguresSchema(Schema):
+    node_id = fields.Integer()
+    name = fields.String()
+    level = fields.String()
+    parent_id = fields.Integer(allow_none=True)
+    path = fields.String()
+    up_out = fields.Integer(metadata={"description": "上转人次 sent"})
+    up_in = fields.Integer(metadata={"description": "上转人次 received"})
+    down_out = fields.Integer(metadata={"description": "下转人次 sent"})
+    down_in = fields.Integer(metadata={"description": "下转人次 received"})
+    lateral_out = fields.Integer()
+    lateral_in = fields.Integer()
+    sent = fields.Integer()
+    closed = fields.Integer()
+    closure_rate = fields.Float(allow_none=True, metadata={"description": "结案率: closed ÷ sent"})
+    responded = fields.Integer()
+    accepted = fields.Integer()
+    accepted_within_sla = fields.Integer()
+    timely_acceptance_rate = fields.Float(allow_none=True, metadata={"description": "转诊接收及时率"})
+    acceptance_hours_mean = fields.Float(allow_none=True)
+    acceptance_hours_median = fields.Float(allow_none=True, metadata={"description": "PostgreSQL only"})
+    arrived = fields.Integer()
+    arrival_rate = fields.Float(allow_none=True, metadata={"description": "到诊率: arrived ÷ accepted"})
+    down_followed_up = fields.Integer()
+    down_follow_up_rate = fields.Float(allow_none=True, metadata={"description": "下转后随访率"})
+
+
+class ReferralFiguresSchema(Schema):
+    start = fields.Date()
+    end = fields.Date()
+    items = fields.List(fields.Nested(ReferralNodeFiguresSchema))

@@ -225,9 +225,10 @@ def _nodes(session: orm.Session, referrals: list[Referral]) -> dict[int, OrgNode
     return {node.id: node for node in session.scalars(sa.select(OrgNode).where(OrgNode.id.in_(ids)))} if ids else {}
 
 
-def _visible(
+def visible_referral(
     session: orm.Session, principal: Principal, referral_id: int
 ) -> tuple[Referral, dict[int, OrgNode], set[str]]:
+    """The referral, its nodes and the caller's sides of it (applicant, receiver, supervisor); 404 when none."""
     referral = session.get(Referral, referral_id)
     if referral is None:
         raise _not_found(referral_id)
@@ -313,6 +314,9 @@ def apply_transition(
     )
     session.add(event)
     session.flush()
+    from mini_apps.referral import notifications
+
+    notifications.on_transition(session, referral, event)  # cards, notices, green channel: same transaction
     return event
 
 
@@ -368,7 +372,7 @@ def _conflict(session: orm.Session, referral: Referral, start: str) -> ApiError:
 def act(principal: Principal, referral_id: int, action: str, data: Mapping[str, Any], session=None) -> dict:
     """Take `action` on a referral for the caller's side; `accept` with a `slot` also books it and schedules."""
     session = session or db.session()
-    referral, nodes, found = _visible(session, principal, referral_id)
+    referral, nodes, found = visible_referral(session, principal, referral_id)
     if found == {SUPERVISOR}:
         raise ApiError("forbidden", "监管人员可以查看转诊，但不能办理", status=403)
     move = states.moves_for(referral.direction).get(action)
@@ -777,13 +781,13 @@ def _detail(
             "referral.read",
             resource_type="referral",
             resource_id=referral.id,
-            node_id=_audit_node(referral, found),
+            node_id=audit_node(referral, found),
             detail={"resident_id": referral.resident_id, "clinical": shared, "sides": sorted(found)},
         )
     return view
 
 
-def _audit_node(referral: Referral, found: set[str]) -> int:
+def audit_node(referral: Referral, found: set[str]) -> int:
     if states.RECEIVER in found and states.APPLICANT not in found:
         return referral.target_institution_id
     return referral.applicant_institution_id
@@ -791,14 +795,14 @@ def _audit_node(referral: Referral, found: set[str]) -> int:
 
 def get_referral(principal: Principal, referral_id: int, session: orm.Session | None = None) -> dict[str, Any]:
     session = session or db.session()
-    referral, nodes, found = _visible(session, principal, referral_id)
+    referral, nodes, found = visible_referral(session, principal, referral_id)
     return _detail(session, principal, referral, nodes, found)
 
 
 def list_events(principal: Principal, referral_id: int, session: orm.Session | None = None) -> dict[str, Any]:
     """The referral's timeline, oldest first: who did what, when and why."""
     session = session or db.session()
-    referral, _, _ = _visible(session, principal, referral_id)
+    referral, _, _ = visible_referral(session, principal, referral_id)
     moves = states.moves_for(referral.direction)
     rows = session.execute(
         sa.select(ReferralEvent, OrgMember.name)
@@ -902,7 +906,7 @@ def add_attachment(
     """Attach a document (PDF, PNG, JPEG or DICOM, ≤ 20 MB, recognised from its bytes) to a referral the caller
     shares the record of; stored encrypted with its SHA-256."""
     session = session or db.session()
-    referral, _, found = _visible(session, principal, referral_id)
+    referral, _, found = visible_referral(session, principal, referral_id)
     if not shares_record(referral, found) or found == {SUPERVISOR}:
         raise ApiError("forbidden", "当前不能为该转诊上传资料", status=403)
     if referral.state in states.TERMINAL:
@@ -941,7 +945,7 @@ def add_attachment(
         "referral.attachment.add",
         resource_type="referral",
         resource_id=referral.id,
-        node_id=_audit_node(referral, found),
+        node_id=audit_node(referral, found),
         detail={"attachment_id": row.id, "kind": kind, "size": row.size},
         session=session,
     )
@@ -954,7 +958,7 @@ def get_attachment(
 ) -> tuple[ReferralAttachment, bytes]:
     """The attachment and its decrypted bytes, for those who share the record now; audited."""
     session = session or db.session()
-    referral, _, found = _visible(session, principal, referral_id)
+    referral, _, found = visible_referral(session, principal, referral_id)
     row = session.get(ReferralAttachment, attachment_id)
     if row is None or row.referral_id != referral.id or not shares_record(referral, found):
         raise ApiError("not_found", f"附件 {attachment_id} 不存在", status=404)
@@ -963,8 +967,56 @@ def get_attachment(
         "referral.attachment.read",
         resource_type="referral",
         resource_id=referral.id,
-        node_id=_audit_node(referral, found),
+        node_id=audit_node(referral, found),
         detail={"attachment_id": row.id, "resident_id": referral.resident_id},
     )
     content = privacy.decrypt_bytes(row.content, privacy.keyring(), context=f"{ATTACHMENT_CONTEXT}:{referral.id}")
     return row, content
+
+
+def referral_targets(principal: Principal, session: orm.Session | None = None) -> dict[str, Any]:
+    """What the new-referral form offers: the departments the caller refers from (their positions in their own
+    institutions) and the institutions of the same county they may refer to, each with its departments: the lead
+    hospital(s) and the member institutions, the caller's own left out. Names only, no patient data."""
+    session = session or db.session()
+    sides = sides_of(session, principal)
+    own = set(sides.institutions) | set(principal.institution_ids())
+    applicant = [
+        {"id": p.node_id, "name": p.name, "institution_id": p.unit_id, "institution_name": p.unit_name}
+        for p in principal.positions
+        if p.level == "internal_department" and p.unit_id in own
+    ]
+    institutions = list(session.scalars(sa.select(OrgNode).where(OrgNode.id.in_(own or [-1]))))
+    counties = set()
+    for node in institutions:
+        chain = [int(part) for part in node.path.strip("/").split("/") if part]
+        counties |= set(
+            session.scalars(sa.select(OrgNode.path).where(OrgNode.id.in_(chain), OrgNode.level == "county_bureau"))
+        )
+    targets: list[dict[str, Any]] = []
+    if counties:
+        rows = session.scalars(
+            sa.select(OrgNode)
+            .where(
+                sa.or_(*(OrgNode.path.startswith(path) for path in counties)),
+                OrgNode.level.in_(("medical_community_lead", "member_institution")),
+                OrgNode.deleted_at.is_(None),
+                OrgNode.id.not_in(own or [-1]),
+            )
+            .order_by(OrgNode.level, OrgNode.sort_order, OrgNode.id)
+        ).all()
+        departments: dict[int, list[dict[str, Any]]] = {row.id: [] for row in rows}
+        for dept in session.scalars(
+            sa.select(OrgNode)
+            .where(
+                OrgNode.parent_id.in_(list(departments) or [-1]),
+                OrgNode.level == "internal_department",
+                OrgNode.deleted_at.is_(None),
+            )
+            .order_by(OrgNode.sort_order, OrgNode.id)
+        ):
+            departments[dept.parent_id].append({"id": dept.id, "name": dept.name})  # type: ignore[index]
+        targets = [
+            {"id": row.id, "name": row.name, "level": row.level, "departments": departments[row.id]} for row in rows
+        ]
+    return {"applicant_departments": applicant, "targets": targets}

@@ -58,6 +58,8 @@ _COMMON = (
 
 UP = _moves(
     *_COMMON,
+    # Green channel (绿色通道): the platform accepts an emergency referral the moment it is submitted.
+    Move("auto_accept", "绿色通道自动接收", frozenset({"submitted"}), "accepted", SYSTEM),
     Move("cancel", "撤销", frozenset({"draft", "submitted", "accepted", "scheduled"}), "cancelled", APPLICANT, True),
     Move("schedule", "预约号源", frozenset({"accepted", "no_show"}), "scheduled", RECEIVER),
     # Green channel and walk-in emergencies arrive without a booked slot.

@@ -47,7 +47,7 @@ def test_the_happy_paths():
 def test_an_action_out_of_order_lists_what_applies():
     with pytest.raises(states.IllegalTransition) as info:
         states.transition("up", "submitted", "arrive")
-    assert info.value.allowed == ["accept", "reject", "expire", "cancel"]
+    assert info.value.allowed == ["accept", "reject", "expire", "auto_accept", "cancel"]
     assert "待接收" in str(info.value) and "accept" in str(info.value)
     with pytest.raises(states.IllegalTransition) as info:
         states.transition("down", "accepted", "schedule")  # down-referrals book no slot
@@ -57,7 +57,8 @@ def test_an_action_out_of_order_lists_what_applies():
 def test_sides_take_only_their_own_actions():
     assert states.allowed_actions("up", "submitted", states.RECEIVER) == ["accept", "reject"]
     assert states.allowed_actions("up", "submitted", states.APPLICANT) == ["cancel"]
-    assert states.allowed_actions("up", "submitted", states.SYSTEM) == ["expire"]
+    assert states.allowed_actions("up", "submitted", states.SYSTEM) == ["expire", "auto_accept"]
+    assert states.allowed_actions("down", "submitted", states.SYSTEM) == ["expire"]  # no green channel down
     assert states.transition("up", "submitted", "reject").needs_reason
 
 

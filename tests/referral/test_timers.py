@@ -127,9 +127,12 @@ def make_referral(session, p: Places, **values) -> Referral:
     return referral
 
 
-def notices_about(sandbox, referral_no: str) -> list[dict]:
+def notices_about(sandbox, referral_no: str, *, outcomes: bool = False) -> list[dict]:
+    """The timers' work notices about a referral; the applicant's outcome notices (notifications.py, which link
+    to the referral: 查看转诊) only with `outcomes`."""
     found = sandbox.admin("GET", "messages", params={"kind": "work_notice"}).json()["messages"]
-    return [m for m in found if referral_no in str(m["content"])]
+    about = [m for m in found if referral_no in str(m["content"])]
+    return [m for m in about if ("查看转诊" in str(m["content"])) == outcomes]
 
 
 def _no_secrets(notice: dict) -> None:
@@ -198,6 +201,8 @@ def test_escalation_and_expiry_at_the_deadline_exactly_once(tree_app, sandbox, p
     assert escalation["userids"] == [places.hospital.coordinator]
     assert "转诊超时未接收" in str(escalation["content"])
     _no_secrets(escalation)
+    [outcome] = notices_about(sandbox, number, outcomes=True)  # the referring doctor learns it expired
+    assert outcome["userids"] == [places.hospital.grassroots_doctor] and "重新提交" in str(outcome["content"])
 
 
 def test_without_coordinators_the_leaders_are_told(tree_app, sandbox, tree):
