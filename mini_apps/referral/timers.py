@@ -21,11 +21,13 @@ from sqlalchemy import orm
 
 from bot import messages, outbox
 from config.settings import REFERRAL_SLA_DEFAULTS
+from mini_apps.family_doctor.models import Contract, FamilyDoctorTeam, TeamMember
 from mini_apps.referral import states
 from mini_apps.referral.models import HALF_DAYS, PRIORITIES, Referral, ReferralSlot
 from org_sync.models import OrgMember, OrgMembership, OrgNode
 from workbench import audit, db
 from workbench.auth.models import RoleGrant
+from workbench.auth.principal import INSTITUTION_LEVELS
 from workbench.db import utcnow
 from workbench.errors import ApiError
 from workbench.privacy import mask_name
@@ -294,17 +296,36 @@ def _leaders(node_id: int) -> sa.Select:
 
 
 def receiving_side(session: orm.Session, referral: Referral) -> list[str]:
-    """Who answers for the receiving side: the target doctor and the target department's members, and the
-    referral coordinators whose grant covers the target institution; else the institution's leaders."""
+    """Who answers for the receiving side: the target doctor, the target department's members, the patient's
+    family-doctor team when it belongs to the target institution (a down-referral comes home to them), and the
+    referral coordinators granted on the target institution or on an administrative node above it (a county's
+    referral office) — not those of another institution whose subtree holds it (the lead hospital's coordinators
+    do not answer for its member institutions); else the institution's leaders."""
     institution = session.get(OrgNode, referral.target_institution_id)
-    covering = [int(part) for part in institution.path.strip("/").split("/") if part] if institution else []
-    member_ids = [_live_grants("referral_coordinator", RoleGrant.node_id.in_(covering or [-1]))]
+    chain = [int(part) for part in institution.path.strip("/").split("/") if part] if institution else []
+    grant_nodes = session.scalars(
+        sa.select(OrgNode.id).where(
+            OrgNode.id.in_(chain or [-1]),
+            sa.or_(OrgNode.id == referral.target_institution_id, OrgNode.level.not_in(INSTITUTION_LEVELS)),
+        )
+    ).all()
+    member_ids = [_live_grants("referral_coordinator", RoleGrant.node_id.in_(grant_nodes or [-1]))]
     if referral.target_department_id is not None:
         member_ids.append(
             sa.select(OrgMembership.member_id).where(OrgMembership.node_id == referral.target_department_id)
         )
     if referral.target_member_id is not None:
         member_ids.append(sa.select(OrgMember.id).where(OrgMember.id == referral.target_member_id))
+    if referral.resident_id is not None:
+        member_ids.append(
+            sa.select(TeamMember.member_id)
+            .join(Contract, sa.and_(Contract.team_id == TeamMember.team_id, Contract.is_current))
+            .join(FamilyDoctorTeam, FamilyDoctorTeam.id == TeamMember.team_id)
+            .where(
+                Contract.resident_id == referral.resident_id,
+                FamilyDoctorTeam.institution_id == referral.target_institution_id,
+            )
+        )
     found = _userids(session, sa.union(*member_ids))
     return found or _userids(session, _leaders(referral.target_institution_id))
 

@@ -262,8 +262,10 @@ def test_a_down_referral_waits_on_the_grassroots_side(tree_app, sandbox, tree):
     run_jobs(tree_app)
     for number in (waiting.referral_no, unanswered.referral_no):
         reminder, escalation = sorted(notices_about(sandbox, number), key=lambda m: "超时" in str(m["content"]))
-        # The grassroots department and doctor, and the community's coordinator (their grant covers it).
-        assert sorted(reminder["userids"]) == sorted(p.grassroots_colleagues | {h.grassroots_doctor, h.county_admin})
+        # Reminded: the grassroots department and doctor, who act on it — not the community's referral office at
+        # the lead hospital (a grant on another institution does not act for this one); the office gets the
+        # escalation.
+        assert sorted(reminder["userids"]) == sorted(p.grassroots_colleagues | {h.grassroots_doctor})
         assert escalation["userids"] == [h.county_admin]
     assert "首次康复随访" in str(notices_about(sandbox, waiting.referral_no))
 
