@@ -64,7 +64,8 @@ class Referral(Model):
     applicant_member_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("org_members.id"), index=True)
     target_institution_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("org_nodes.id"))
     target_department_id: orm.Mapped[int | None] = orm.mapped_column(sa.ForeignKey("org_nodes.id"), index=True)
-    target_member_id: orm.Mapped[int | None] = orm.mapped_column(sa.ForeignKey("org_members.id"))
+    # Indexed: the inbox ORs it with the institution arms, and an OR uses indexes only if every arm has one.
+    target_member_id: orm.Mapped[int | None] = orm.mapped_column(sa.ForeignKey("org_members.id"), index=True)
     reason_code: orm.Mapped[str] = orm.mapped_column(sa.String(20))  # REASONS
     reason_text: orm.Mapped[str] = orm.mapped_column(sa.String(500), default="")
 
