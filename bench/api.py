@@ -52,12 +52,12 @@ DOC = ROOT / "docs" / "BENCHMARKS.md"
 # --- set-up ---------------------------------------------------------------------------------------------------
 
 
-def start_services() -> tuple[str, str]:
-    """Private PostgreSQL and Redis; returns (database URL, Redis URL)."""
+def start_services(services: dict[str, str] = SERVICES) -> tuple[str, str]:
+    """Private PostgreSQL and Redis (directory and ports from `services`); returns (database URL, Redis URL)."""
     out = subprocess.run(
         ["bash", "scripts/test-services.sh"],
         cwd=ROOT,
-        env={**os.environ, **SERVICES},
+        env={**os.environ, **services},
         check=True,
         capture_output=True,
         text=True,
@@ -373,12 +373,17 @@ def render(targets, results, members, workers: int, use_wrk: bool, args, load: t
     return "\n".join(lines)
 
 
-def write_section(report: str) -> None:
-    """Replace the '## API' section of docs/BENCHMARKS.md (up to the next '## ' heading), or append it."""
+def write_section(report: str, heading: str = "## API", keep_notes: bool = False) -> None:
+    """Replace the `heading` section of docs/BENCHMARKS.md (up to the next '## ' heading), or append it.
+    With `keep_notes`, the old section's hand-written tail (from a line starting "Notes (by hand") stays after
+    the new figures."""
     text = DOC.read_text(encoding="utf-8")
-    pattern = re.compile(r"^## API\n.*?(?=^## |\Z)", re.S | re.M)
+    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
     section = report.rstrip("\n") + "\n"
-    if pattern.search(text):
+    old = pattern.search(text)
+    if keep_notes and old and (notes := re.search(r"^Notes \(by hand.*", old.group(0), re.S | re.M)):
+        section += "\n" + notes.group(0).rstrip("\n") + "\n"
+    if old:
         text = pattern.sub(lambda _: section + "\n", text, count=1).rstrip("\n") + "\n"
     else:
         text = text.rstrip("\n") + "\n\n" + section
