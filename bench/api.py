@@ -73,7 +73,7 @@ def seed(sandbox: SandboxProcess, env: dict[str, str]) -> None:
     from config import load_settings
     from tests.conftest import migrate, reset_postgres
     from tests.support.auth import seed_tree
-    from workbench import create_app
+    from workbench import close_app, create_app
 
     reset_postgres(env["DATABASE_URL"])
     redis.Redis.from_url(env["REDIS_URL"]).flushdb()
@@ -83,8 +83,7 @@ def seed(sandbox: SandboxProcess, env: dict[str, str]) -> None:
     started = time.perf_counter()
     seed_tree(app, sandbox)
     print(f"  tree applied in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-    app.extensions["workbench.db"].dispose()
-    app.extensions["workbench.gateway"].close()
+    close_app(app)
 
 
 @dataclass
@@ -184,7 +183,7 @@ def count_statements(env: dict[str, str], targets: list[Target]) -> None:
     import sqlalchemy as sa
 
     from config import load_settings
-    from workbench import create_app
+    from workbench import close_app, create_app
 
     app = create_app(load_settings(env, read_dotenv=False))  # INFO: each request logged, as under gunicorn
     app.add_url_rule("/_bench/constant", "bench_constant", lambda: {"status": "ok", "bench": "constant"})
@@ -216,8 +215,7 @@ def count_statements(env: dict[str, str], targets: list[Target]) -> None:
     for handler, stream in streams:
         handler.setStream(stream)
     devnull.close()
-    app.extensions["workbench.db"].dispose()
-    app.extensions["workbench.gateway"].close()
+    close_app(app)
 
 
 def have_wrk() -> bool:

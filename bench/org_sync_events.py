@@ -45,6 +45,7 @@ os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
 import requests  # noqa: E402
 
 from tests.support.sandbox import SandboxProcess, free_port  # noqa: E402
+from workbench import close_app  # noqa: E402
 
 COMMAND = 'eval "$(bash scripts/test-services.sh)" && .venv/bin/python bench/org_sync_events.py'
 LIFTED = 1_000_000
@@ -266,8 +267,7 @@ def run(scale: str, qps: int, target: int, args: argparse.Namespace) -> dict[str
         finally:
             stop_workers(workers)
             server.shutdown()
-            app.extensions["workbench.db"].dispose()
-            app.extensions["workbench.gateway"].close()
+            close_app(app)
 
     received = len(rows)
     rows = [r for r in rows if r[2] is not None]  # the figures are over the events the workers handled

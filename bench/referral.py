@@ -72,6 +72,7 @@ from bench.api import (  # noqa: E402  (bench.api also clears proxies for loopba
 )
 from bench.api_load import Result, _ms  # noqa: E402
 from tests.support.sandbox import SandboxProcess  # noqa: E402
+from workbench import close_app  # noqa: E402
 
 COMMAND = ".venv/bin/python bench/referral.py --write"
 SERVICES = {
@@ -99,11 +100,6 @@ def make_app(env: dict[str, str], **extra: str):
     from workbench import create_app
 
     return create_app(load_settings({**env, **extra}, read_dotenv=False))
-
-
-def close_app(app) -> None:
-    app.extensions["workbench.db"].dispose()
-    app.extensions["workbench.gateway"].close()
 
 
 def seed_tree_by_sync(env: dict[str, str]) -> None:

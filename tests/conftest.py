@@ -11,6 +11,7 @@ import redis as redis_lib
 import sqlalchemy as sa
 
 from tests.support.sandbox import SandboxProcess
+from workbench import close_app
 
 # The SDK honours HTTP proxies for http:// endpoints; the sandbox is on loopback.
 for _proxy in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
@@ -94,8 +95,7 @@ def app(app_env: dict[str, str]):
     migrate(settings.database_url)
     app = create_app(settings)
     yield app
-    app.extensions["workbench.db"].dispose()
-    app.extensions["workbench.gateway"].close()
+    close_app(app)
 
 
 @pytest.fixture
@@ -135,11 +135,6 @@ def _build_app(env: dict[str, str]):
     settings = load_settings(env, read_dotenv=False)
     migrate(settings.database_url)
     return create_app(settings)
-
-
-def _dispose(app) -> None:
-    app.extensions["workbench.db"].dispose()
-    app.extensions["workbench.gateway"].close()
 
 
 def _with_database(url: str, name: str) -> str:
@@ -182,7 +177,7 @@ def _seeded_source(backend: str, sandbox: SandboxProcess, request, tmp_path_fact
     app = _build_app(env)
     truth = _session_truth(sandbox)
     seed_from_truth(app, DictSource(truth["departments"], truth["users"]))
-    _dispose(app)
+    close_app(app)
     _SEEDED[backend] = source
     return source
 
@@ -211,7 +206,7 @@ def tree_app(backend: str, tmp_path, sandbox: SandboxProcess, request, tmp_path_
         env |= {"DATABASE_URL": _with_database(admin_url, "workbench_tree"), "REDIS_URL": redis_url}
     app = _build_app(env)
     yield app
-    _dispose(app)
+    close_app(app)
 
 
 @pytest.fixture

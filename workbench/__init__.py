@@ -40,3 +40,11 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     mini_apps.init_app(app)
     return app
+
+
+def close_app(app: Flask) -> None:
+    """Release what `create_app` opened: stop the in-process job worker first (its jobs use the other two), then
+    the DingTalk gateway's connections and the database pool. For apps that are thrown away (tests, benches)."""
+    app.extensions["workbench.queue"].close()
+    app.extensions["workbench.gateway"].close()
+    app.extensions["workbench.db"].dispose()

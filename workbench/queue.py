@@ -58,6 +58,7 @@ class JobQueue:
         self.retry_intervals = list(RETRY_INTERVALS)
         self._local: stdlib_queue.Queue[tuple[str, str, tuple, dict, int]] | None = None
         self._local_thread: threading.Thread | None = None
+        self._closing = threading.Event()
         self._lock = threading.Lock()
         if redis is not None:
             import rq
@@ -126,10 +127,10 @@ class JobQueue:
             _job_id, path, args, kwargs, retries = self._local.get()
             try:
                 for attempt in range(retries + 1):
-                    if self._run_one(path, args, kwargs, attempt):
+                    if self._closing.is_set() or self._run_one(path, args, kwargs, attempt):
                         break
                     if attempt < retries:
-                        time.sleep(min(self.retry_intervals[attempt], 5))  # in-process: short waits, in order
+                        self._closing.wait(min(self.retry_intervals[attempt], 5))  # in-process: short waits, in order
             finally:
                 self._local.task_done()
 
@@ -146,6 +147,13 @@ class JobQueue:
         """Wait until every in-process job queued so far has run (tests, CLI commands)."""
         if self._local is not None:
             self._local.join()
+
+    def close(self) -> None:
+        """Stop the in-process worker: the running job finishes, queued ones and retries are dropped (in-process
+        jobs never outlive their process anyway). Without this, an app that is thrown away — a test's — keeps
+        sending from its thread into whatever runs next."""
+        self._closing.set()
+        self.join()
 
     # --- periodic jobs ---------------------------------------------------------------------------------------
     def every(self, seconds: int, func: Callable | str, *, name: str | None = None, offset: int = 0) -> None:

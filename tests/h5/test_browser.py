@@ -50,7 +50,7 @@ def live(sandbox, tmp_path_factory) -> Iterator[Live]:
     from werkzeug.serving import make_server
 
     from config import load_settings
-    from workbench import create_app
+    from workbench import close_app, create_app
 
     var_dir = tmp_path_factory.mktemp("h5")
     env = {"SANDBOX_PORT": str(sandbox.port), "WORKBENCH_VAR_DIR": str(var_dir), "LOG_LEVEL": "WARNING"}
@@ -66,8 +66,7 @@ def live(sandbox, tmp_path_factory) -> Iterator[Live]:
     finally:
         server.shutdown()
         thread.join(10)
-        app.extensions["workbench.db"].dispose()
-        app.extensions["workbench.gateway"].close()
+        close_app(app)
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ from org_sync.staging import OrgStageDept, OrgStageMembership, OrgStageUser
 from tests.conftest import migrate, reset_postgres, run_jobs
 from tests.org_sync.truth import assert_tree_matches_truth, stored_tree, truth_tree
 from tests.support.sandbox import SandboxProcess
+from workbench import close_app
 from workbench.db import get_db, utcnow
 
 CORP = "dingsandboxcorp00001"
@@ -53,8 +54,7 @@ def make_app(backend: str, tmp_path, request) -> Iterator[Callable[[SandboxProce
 
     yield build
     for app in apps:
-        app.extensions["workbench.db"].dispose()
-        app.extensions["workbench.gateway"].close()
+        close_app(app)
 
 
 @pytest.fixture

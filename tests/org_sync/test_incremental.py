@@ -25,7 +25,7 @@ from org_sync.models import OrgChange, OrgMember, OrgMembership, OrgNode
 from tests.conftest import migrate, run_jobs
 from tests.org_sync.truth import assert_tree_matches_truth, tree_differences
 from tests.support.sandbox import ROOT, SandboxProcess, free_port
-from workbench import create_app, db
+from workbench import close_app, create_app, db
 from workbench.dingtalk.events import DingTalkEvent, Event, handle_event, ingest
 from workbench.dingtalk.stream import event_from_stream
 
@@ -111,8 +111,7 @@ def pushing(app_env) -> Iterator[tuple]:
         app, server = served_app(app_env, sandbox, web_port)
         yield app, sandbox
         server.shutdown()
-        app.extensions["workbench.db"].dispose()
-        app.extensions["workbench.gateway"].close()
+        close_app(app)
 
 
 @contextmanager
@@ -124,8 +123,7 @@ def silent_sandbox(app_env: dict[str, str], *args: str) -> Iterator[tuple]:
         migrate(settings.database_url)
         app = create_app(settings)
         yield app, sandbox
-        app.extensions["workbench.db"].dispose()
-        app.extensions["workbench.gateway"].close()
+        close_app(app)
 
 
 @pytest.fixture

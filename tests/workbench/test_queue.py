@@ -22,6 +22,11 @@ def explode():
     raise RuntimeError("boom")
 
 
+def slow(value):
+    time.sleep(0.3)
+    RESULTS.append(value)
+
+
 def make_queue(redis=None) -> JobQueue:
     return JobQueue(Flask(__name__), redis)
 
@@ -36,6 +41,21 @@ def test_in_process_jobs_run_in_order_with_an_app_context():
     queue.enqueue(record, "after")
     queue.join()
     assert RESULTS == [0, 1, 2, 3, 4, "after"]
+
+
+def test_closing_lets_the_running_job_finish_and_drops_the_rest():
+    RESULTS.clear()
+    queue = make_queue()
+    queue.enqueue(slow, "running")
+    while queue._local.unfinished_tasks and not queue._local.empty():  # wait until the worker has taken it
+        time.sleep(0.01)
+    queue.enqueue(record, "queued")
+    queue.enqueue(explode)  # would otherwise be retried after close
+    queue.close()
+    assert RESULTS == ["running"]
+    queue.enqueue(record, "late")  # a thrown-away app's handlers may still enqueue: nothing runs
+    queue.join()
+    assert RESULTS == ["running"]
 
 
 def test_rq_jobs_run_in_a_worker_and_a_job_id_is_enqueued_once(redis_client: redis_lib.Redis):
