@@ -39,6 +39,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     import mini_apps
 
     mini_apps.init_app(app)
+    import supervision
+
+    supervision.init_app(app)
     return app
 
 

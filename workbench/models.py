@@ -6,6 +6,7 @@ from mini_apps.family_doctor.models import Contract, FamilyDoctorTeam, Resident,
 from mini_apps.referral.models import Referral, ReferralAttachment, ReferralEvent, ReferralSlot
 from org_sync.models import OrgChange, OrgMember, OrgMembership, OrgNode, OrgSyncRun
 from org_sync.staging import OrgStageDept, OrgStageMembership, OrgStageUser, OrgSyncLock
+from supervision.models import Indicator, IndicatorRollup, IndicatorSubmission, IndicatorTarget, IndicatorValue
 from workbench.audit import AuditRecord
 from workbench.auth.models import RefreshToken, RoleGrant
 from workbench.db import Model
@@ -24,6 +25,11 @@ __all__ = [
     "DailySend",
     "DingTalkEvent",
     "FamilyDoctorTeam",
+    "Indicator",
+    "IndicatorRollup",
+    "IndicatorSubmission",
+    "IndicatorTarget",
+    "IndicatorValue",
     "OrgChange",
     "OrgMember",
     "OrgMembership",

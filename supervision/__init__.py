@@ -1,0 +1,13 @@
+"""监管在线: indicators computed along the tree, targets, alerts into chats, dashboards."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    from supervision import feed_routes, figures_routes, routes
+    from workbench.api import register_blueprint
+
+    for module in (routes, feed_routes, figures_routes):
+        register_blueprint(app, module.bp)

@@ -1,0 +1,7 @@
+"""Placeholder: filled in by its owner this session."""
+
+from __future__ import annotations
+
+from workbench.api import Blueprint
+
+bp = Blueprint("supervision_feed_routes", __name__, url_prefix="/api/supervision", description="监管在线")

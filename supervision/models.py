@@ -1,0 +1,218 @@
+"""监管在线: the indicator catalog (指标库), targets, the values reported per unit and period, and their roll-up.
+
+- `Indicator` is the catalog as data (reference/domain.md §1): the 14 indicators of the 2024 national set for
+  close-knit county medical communities (紧密型县域医共体监测指标) and the operational dimensions of §1.5. A
+  province administrator edits it; every edit bumps `version` and keeps the definition it replaced in
+  `IndicatorVersion`, with who, when and why.
+- `IndicatorTarget`: targets are data per region and year (provinces differ). A node without its own target takes
+  the nearest ancestor's.
+- `IndicatorValue`: one numerator and denominator per indicator, reporting unit (an institution, or a county bureau
+  for county-wide facts such as insurance totals) and period, from one source: an external system's feed
+  (`FeedSystem`), the platform's own data (automatic intake) or a manual report. A correction never overwrites: the
+  old row stays with `is_current = False` and the new one points back to it (`supersedes_id`).
+- `IndicatorSubmission`: what arrived together (a feed batch, an automatic run, a manual report awaiting approval).
+- `IndicatorRollup`: the computed figure of every node of the tree for an indicator and period: the sums of its
+  units' numerators and denominators (never a mean of rates) and how many of the units expected to report did.
+
+Periods are strings: month "2026-10", quarter "2026-Q3", year "2026"; `period_start` orders them.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy import orm
+from sqlalchemy.dialects import postgresql
+
+from workbench.db import Model, UTCDateTime, utcnow
+
+JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+AMOUNT = sa.Numeric(20, 4)  # numerators and denominators: money in yuan, counts, bed-days
+
+DIMENSIONS = {
+    "close_knit": "紧密型",
+    "homogenisation": "同质化",
+    "division_of_labour": "促分工",
+    "efficiency": "提效能",
+    "health_outcomes": "保健康",
+    "resources": "医疗资源",
+    "outpatient": "门诊",
+    "examination": "检查",
+    "laboratory": "检验",
+    "inpatient": "住院",
+    "surgery": "手术",
+    "chronic_disease": "慢病管理",
+    "maternal_child": "妇幼健康",
+    "vaccination": "预防接种",
+    "family_doctor": "家庭医生签约",
+    "referral": "双向转诊",
+    "revenue": "医疗收入",
+}
+DIRECTIONS = {"up": "越高越好", "down": "越低越好", "monitor": "监测"}
+PERIODS = {"month": "月", "quarter": "季", "year": "年"}
+COLLECTIONS = {"automatic": "自动采集", "manual": "手工填报", "mixed": "自动+手工"}
+# Who reports the facts: institutions (lead hospitals and member institutions) or county bureaus (county-wide
+# facts from insurance settlements and statistics).
+REPORTING_LEVELS = {"institution": "医疗卫生机构", "county": "县（市、区）"}
+KINDS = {
+    "rate": "比率",  # numerator ÷ denominator × scale
+    "count": "数量",  # numerator only
+    "qualitative": "定性",  # an assessor's verdict per unit: numerator 1 (达标) or 0, denominator 1
+}
+SUBMISSION_KINDS = {"feed": "系统推送", "automatic": "平台自动采集", "manual": "手工填报"}
+SUBMISSION_STATES = {"pending": "待审批", "accepted": "已计入", "refused": "已退回"}
+
+
+class Indicator(Model):
+    __tablename__ = "indicators"
+
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    code: orm.Mapped[str] = orm.mapped_column(sa.String(32), unique=True)  # NCM-07, FD-COVERAGE
+    national_no: orm.Mapped[int | None] = orm.mapped_column()  # 1..14 in the 2024 national set
+    name: orm.Mapped[str] = orm.mapped_column(sa.String(200))
+    dimension: orm.Mapped[str] = orm.mapped_column(sa.String(24), index=True)  # DIMENSIONS
+    kind: orm.Mapped[str] = orm.mapped_column(sa.String(12))  # KINDS
+    numerator_definition: orm.Mapped[str] = orm.mapped_column(sa.Text)
+    denominator_definition: orm.Mapped[str | None] = orm.mapped_column(sa.Text)
+    unit: orm.Mapped[str] = orm.mapped_column(sa.String(16))  # %, ‰, 人, 元, 人/万人, 天
+    scale: orm.Mapped[int] = orm.mapped_column(default=1)  # 100 for %, 1000 for ‰, 10000 per 万人
+    direction: orm.Mapped[str] = orm.mapped_column(sa.String(8))  # DIRECTIONS
+    period: orm.Mapped[str] = orm.mapped_column(sa.String(8))  # PERIODS: the finest period it is reported for
+    collection: orm.Mapped[str] = orm.mapped_column(sa.String(12))  # COLLECTIONS
+    source: orm.Mapped[str] = orm.mapped_column(sa.String(120))  # 数据来源: HIS, 医保结算, 平台：家庭医生签约 …
+    reporting_level: orm.Mapped[str] = orm.mapped_column(sa.String(12))  # REPORTING_LEVELS
+    # Where numerator > denominator is impossible (a share of a whole), the feed refuses it.
+    bounded: orm.Mapped[bool] = orm.mapped_column(default=True)
+    # False where sums mean nothing above the reporting unit (a life-table probability): shown per unit only.
+    additive: orm.Mapped[bool] = orm.mapped_column(default=True)
+    # The platform computation that fills it (supervision/intake.py AUTOMATIC), for automatic and mixed ones.
+    automatic_source: orm.Mapped[str | None] = orm.mapped_column(sa.String(48))
+    note: orm.Mapped[str | None] = orm.mapped_column(sa.Text)  # 口径说明: what is UNCONFIRMED, legacy aliases
+    active: orm.Mapped[bool] = orm.mapped_column(default=True)
+    version: orm.Mapped[int] = orm.mapped_column(default=1)
+    updated_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow)
+    updated_by: orm.Mapped[str] = orm.mapped_column(sa.String(100), default="migration")
+
+
+class IndicatorVersion(Model):
+    """The definition an edit replaced (all catalog fields as JSON), so a figure can be read with the definition
+    it was computed under."""
+
+    __tablename__ = "indicator_versions"
+    __table_args__ = (sa.UniqueConstraint("indicator_id", "version"),)
+
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    indicator_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("indicators.id"))
+    version: orm.Mapped[int] = orm.mapped_column()
+    definition: orm.Mapped[dict] = orm.mapped_column(JSON)
+    valid_until: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow)
+    changed_by: orm.Mapped[str] = orm.mapped_column(sa.String(100))  # who made the edit that replaced it
+    reason: orm.Mapped[str] = orm.mapped_column(sa.String(500))
+
+
+class IndicatorTarget(Model):
+    """A region's target for a year, in the indicator's display unit (65 for 65%); the direction says which side
+    of it is a breach."""
+
+    __tablename__ = "indicator_targets"
+    __table_args__ = (sa.UniqueConstraint("indicator_id", "node_id", "year"),)
+
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    indicator_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("indicators.id"))
+    node_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("org_nodes.id"), index=True)
+    year: orm.Mapped[int] = orm.mapped_column()
+    value: orm.Mapped[Decimal] = orm.mapped_column(AMOUNT)
+    set_by: orm.Mapped[str] = orm.mapped_column(sa.String(100))
+    set_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class FeedSystem(Model):
+    """An external system allowed to post statistics (a hospital's HIS, the insurance settlement platform) for the
+    subtree of `node_id`, authenticated by an API key of which only the SHA-256 is kept."""
+
+    __tablename__ = "feed_systems"
+
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    name: orm.Mapped[str] = orm.mapped_column(sa.String(100), unique=True)
+    node_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("org_nodes.id"))
+    key_hash: orm.Mapped[str] = orm.mapped_column(sa.String(64), unique=True)
+    key_hint: orm.Mapped[str] = orm.mapped_column(sa.String(8))  # the key's last 4 characters, to tell keys apart
+    active: orm.Mapped[bool] = orm.mapped_column(default=True)
+    created_by: orm.Mapped[str] = orm.mapped_column(sa.String(100))
+    created_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow)
+    key_rotated_at: orm.Mapped[datetime | None] = orm.mapped_column(UTCDateTime())
+
+
+class IndicatorSubmission(Model):
+    """Values that arrived together. A feed batch is idempotent by (source, batch_key); a manual report counts
+    once approved (`approval_id`, the bot's approval)."""
+
+    __tablename__ = "indicator_submissions"
+    __table_args__ = (sa.UniqueConstraint("source", "batch_key"),)
+
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    kind: orm.Mapped[str] = orm.mapped_column(sa.String(12))  # SUBMISSION_KINDS
+    source: orm.Mapped[str] = orm.mapped_column(sa.String(64))  # feed:<system id> | auto:<source> | manual
+    batch_key: orm.Mapped[str] = orm.mapped_column(sa.String(100))
+    system_id: orm.Mapped[int | None] = orm.mapped_column(sa.ForeignKey("feed_systems.id"))
+    unit_id: orm.Mapped[int | None] = orm.mapped_column(sa.ForeignKey("org_nodes.id"))  # a manual report's unit
+    state: orm.Mapped[str] = orm.mapped_column(sa.String(12), default="accepted")  # SUBMISSION_STATES
+    items: orm.Mapped[int] = orm.mapped_column(default=0)
+    changed: orm.Mapped[int] = orm.mapped_column(default=0)  # new values and corrections; the rest were repeats
+    submitted_by: orm.Mapped[str] = orm.mapped_column(sa.String(100))
+    received_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow)
+    approval_id: orm.Mapped[int | None] = orm.mapped_column(sa.ForeignKey("bot_approvals.id"))
+    decided_at: orm.Mapped[datetime | None] = orm.mapped_column(UTCDateTime())
+    decision_reason: orm.Mapped[str | None] = orm.mapped_column(sa.String(500))
+
+
+class IndicatorValue(Model):
+    """One unit's numerator and denominator for an indicator and period. Exactly one row per (indicator, unit,
+    period) is `is_current`; corrections add a row and retire the old one, which is kept."""
+
+    __tablename__ = "indicator_values"
+    __table_args__ = (
+        sa.Index(
+            "uq_indicator_values_current",
+            "indicator_id",
+            "unit_id",
+            "period",
+            unique=True,
+            sqlite_where=sa.text("is_current"),
+            postgresql_where=sa.text("is_current"),
+        ),
+        # Recomputation reads one period's current values of every indicator.
+        sa.Index("ix_indicator_values_period", "period", "indicator_id", "unit_id"),
+    )
+
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    indicator_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("indicators.id"))
+    unit_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("org_nodes.id"))
+    period: orm.Mapped[str] = orm.mapped_column(sa.String(8))
+    period_start: orm.Mapped[date] = orm.mapped_column(sa.Date)
+    numerator: orm.Mapped[Decimal] = orm.mapped_column(AMOUNT)
+    denominator: orm.Mapped[Decimal | None] = orm.mapped_column(AMOUNT)
+    verdict: orm.Mapped[str | None] = orm.mapped_column(sa.String(200))  # qualitative: the assessor's words
+    source: orm.Mapped[str] = orm.mapped_column(sa.String(64))
+    submission_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("indicator_submissions.id"), index=True)
+    is_current: orm.Mapped[bool] = orm.mapped_column(default=True)
+    supersedes_id: orm.Mapped[int | None] = orm.mapped_column(sa.ForeignKey("indicator_values.id"))
+    recorded_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow)
+
+
+class IndicatorRollup(Model):
+    """A node's figure for an indicator and period, recomputed set-based from the current values."""
+
+    __tablename__ = "indicator_rollups"
+
+    indicator_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("indicators.id"), primary_key=True)
+    node_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("org_nodes.id"), primary_key=True)
+    period: orm.Mapped[str] = orm.mapped_column(sa.String(8), primary_key=True)
+    numerator: orm.Mapped[Decimal | None] = orm.mapped_column(AMOUNT)
+    denominator: orm.Mapped[Decimal | None] = orm.mapped_column(AMOUNT)
+    value: orm.Mapped[Decimal | None] = orm.mapped_column(AMOUNT)  # in the display unit; None without data
+    units_expected: orm.Mapped[int] = orm.mapped_column(default=0)
+    units_reported: orm.Mapped[int] = orm.mapped_column(default=0)
+    computed_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow)
