@@ -203,12 +203,15 @@ class IndicatorValue(Model):
 
 
 class IndicatorRollup(Model):
-    """A node's figure for an indicator and period, recomputed set-based from the current values."""
+    """A node's figure for an indicator and period, recomputed set-based from the current values.
+
+    Derived entirely from `indicators`, `org_nodes` and `indicator_values` in the statement that writes it, so no
+    foreign keys: their per-row checks were half of a first recompute's time (bench/supervision.py)."""
 
     __tablename__ = "indicator_rollups"
 
-    indicator_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("indicators.id"), primary_key=True)
-    node_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("org_nodes.id"), primary_key=True)
+    indicator_id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    node_id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
     period: orm.Mapped[str] = orm.mapped_column(sa.String(8), primary_key=True)
     numerator: orm.Mapped[Decimal | None] = orm.mapped_column(AMOUNT)
     denominator: orm.Mapped[Decimal | None] = orm.mapped_column(AMOUNT)
@@ -216,3 +219,107 @@ class IndicatorRollup(Model):
     units_expected: orm.Mapped[int] = orm.mapped_column(default=0)
     units_reported: orm.Mapped[int] = orm.mapped_column(default=0)
     computed_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow)
+
+
+# -- alerting (Alertmanager semantics, reference/peers.md §A2) ------------------------------------------------------
+
+RULE_KINDS = {
+    "threshold": "阈值",  # value <operator> threshold
+    "target_gap": "未达目标",  # value misses the effective target by more than `threshold` (display units)
+    "trend": "趋势",  # value changed against the comparison period by more than `threshold` percent, the bad way
+}
+OPERATORS = ("<", "<=", ">", ">=")
+COMPARISONS = {"previous": "环比", "last_year": "同比"}
+SEVERITIES = {"critical": "严重", "warning": "警告", "info": "提示"}
+ALERT_STATES = {"firing": "告警中", "resolved": "已恢复"}
+
+
+class AlertRule(Model):
+    """A rule on one indicator, evaluated at the nodes of `levels` after every recomputation of a period."""
+
+    __tablename__ = "alert_rules"
+
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    indicator_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("indicators.id"), index=True)
+    name: orm.Mapped[str] = orm.mapped_column(sa.String(200))
+    kind: orm.Mapped[str] = orm.mapped_column(sa.String(12))  # RULE_KINDS
+    levels: orm.Mapped[list] = orm.mapped_column(JSON)  # org levels evaluated: ["county_bureau", ...]
+    operator: orm.Mapped[str | None] = orm.mapped_column(sa.String(2))  # threshold rules: OPERATORS
+    threshold: orm.Mapped[Decimal] = orm.mapped_column(AMOUNT, default=0)
+    comparison: orm.Mapped[str | None] = orm.mapped_column(sa.String(12))  # trend rules: COMPARISONS
+    # Nodes where fewer of the expected units reported are not judged (a half-reported county reads wrong).
+    min_completeness: orm.Mapped[Decimal] = orm.mapped_column(sa.Numeric(5, 4), default=Decimal("0.8"))
+    severity: orm.Mapped[str] = orm.mapped_column(sa.String(8), default="warning")  # SEVERITIES
+    repeat_interval_hours: orm.Mapped[int] = orm.mapped_column(default=24)
+    send_resolved: orm.Mapped[bool] = orm.mapped_column(default=True)
+    active: orm.Mapped[bool] = orm.mapped_column(default=True)
+    created_by: orm.Mapped[str] = orm.mapped_column(sa.String(100))
+    created_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow)
+
+
+class AlertRoute(Model):
+    """Where a node's alerts go: a group chat and the people to @. A node without its own route uses the nearest
+    ancestor's (routes inherit down the tree)."""
+
+    __tablename__ = "alert_routes"
+
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    node_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("org_nodes.id"), unique=True)
+    conversation_id: orm.Mapped[str] = orm.mapped_column(sa.String(128))  # openConversationId of the group
+    mention_userids: orm.Mapped[list] = orm.mapped_column(JSON, default=list)
+    set_by: orm.Mapped[str] = orm.mapped_column(sa.String(100))
+    set_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class Alert(Model):
+    """One alert instance: a rule breached at a node for a period (the fingerprint); deduplicated by it."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (sa.UniqueConstraint("rule_id", "node_id", "period"),)
+
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    rule_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("alert_rules.id"))
+    node_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("org_nodes.id"), index=True)
+    period: orm.Mapped[str] = orm.mapped_column(sa.String(8))
+    state: orm.Mapped[str] = orm.mapped_column(sa.String(8), default="firing")  # ALERT_STATES
+    value: orm.Mapped[Decimal | None] = orm.mapped_column(AMOUNT)
+    reference: orm.Mapped[Decimal | None] = orm.mapped_column(AMOUNT)  # the threshold, target or earlier value
+    started_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow)
+    evaluated_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow)
+    resolved_at: orm.Mapped[datetime | None] = orm.mapped_column(UTCDateTime())
+    notified_at: orm.Mapped[datetime | None] = orm.mapped_column(UTCDateTime())  # last firing notice sent
+    resolved_notified_at: orm.Mapped[datetime | None] = orm.mapped_column(UTCDateTime())
+    inhibited_by_id: orm.Mapped[int | None] = orm.mapped_column(sa.ForeignKey("alerts.id"))
+    silenced_by_id: orm.Mapped[int | None] = orm.mapped_column(sa.ForeignKey("alert_silences.id"))
+
+
+class AlertSilence(Model):
+    """Mutes matching alerts (by rule, indicator and/or node subtree) from `starts_at` until `ends_at`."""
+
+    __tablename__ = "alert_silences"
+
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    rule_id: orm.Mapped[int | None] = orm.mapped_column(sa.ForeignKey("alert_rules.id"))
+    indicator_id: orm.Mapped[int | None] = orm.mapped_column(sa.ForeignKey("indicators.id"))
+    node_id: orm.Mapped[int | None] = orm.mapped_column(sa.ForeignKey("org_nodes.id"))  # the subtree muted
+    starts_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow)
+    ends_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime())
+    reason: orm.Mapped[str] = orm.mapped_column(sa.String(500))
+    created_by: orm.Mapped[str] = orm.mapped_column(sa.String(100))
+    created_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow)
+    expired_at: orm.Mapped[datetime | None] = orm.mapped_column(UTCDateTime())  # ended early by someone
+
+
+class AlertNotification(Model):
+    """Every grouped message sent (or queued) to a chat: which alerts it carried and whether firing or resolved."""
+
+    __tablename__ = "alert_notifications"
+
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    route_node_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("org_nodes.id"))
+    conversation_id: orm.Mapped[str] = orm.mapped_column(sa.String(128))
+    period: orm.Mapped[str] = orm.mapped_column(sa.String(8))
+    kind: orm.Mapped[str] = orm.mapped_column(sa.String(8))  # firing | resolved
+    alert_ids: orm.Mapped[list] = orm.mapped_column(JSON)
+    outbox_id: orm.Mapped[int | None] = orm.mapped_column(sa.ForeignKey("bot_outbox.id"))
+    sent_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow)

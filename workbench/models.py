@@ -6,7 +6,20 @@ from mini_apps.family_doctor.models import Contract, FamilyDoctorTeam, Resident,
 from mini_apps.referral.models import Referral, ReferralAttachment, ReferralEvent, ReferralSlot
 from org_sync.models import OrgChange, OrgMember, OrgMembership, OrgNode, OrgSyncRun
 from org_sync.staging import OrgStageDept, OrgStageMembership, OrgStageUser, OrgSyncLock
-from supervision.models import Indicator, IndicatorRollup, IndicatorSubmission, IndicatorTarget, IndicatorValue
+from supervision.models import (
+    Alert,
+    AlertNotification,
+    AlertRoute,
+    AlertRule,
+    AlertSilence,
+    FeedSystem,
+    Indicator,
+    IndicatorRollup,
+    IndicatorSubmission,
+    IndicatorTarget,
+    IndicatorValue,
+    IndicatorVersion,
+)
 from workbench.audit import AuditRecord
 from workbench.auth.models import RefreshToken, RoleGrant
 from workbench.db import Model
@@ -16,6 +29,11 @@ from workbench.dingtalk.meter import QuotaUsage
 metadata = Model.metadata
 
 __all__ = [
+    "Alert",
+    "AlertNotification",
+    "AlertRoute",
+    "AlertRule",
+    "AlertSilence",
     "AppGroup",
     "AuditRecord",
     "BotApproval",
@@ -25,11 +43,13 @@ __all__ = [
     "DailySend",
     "DingTalkEvent",
     "FamilyDoctorTeam",
+    "FeedSystem",
     "Indicator",
     "IndicatorRollup",
     "IndicatorSubmission",
     "IndicatorTarget",
     "IndicatorValue",
+    "IndicatorVersion",
     "OrgChange",
     "OrgMember",
     "OrgMembership",

@@ -81,10 +81,6 @@ def upgrade() -> None:
         sa.Column("units_expected", sa.Integer(), nullable=False),
         sa.Column("units_reported", sa.Integer(), nullable=False),
         sa.Column("computed_at", workbench.db.UTCDateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["indicator_id"], ["indicators.id"], name=op.f("fk_indicator_rollups_indicator_id_indicators")
-        ),
-        sa.ForeignKeyConstraint(["node_id"], ["org_nodes.id"], name=op.f("fk_indicator_rollups_node_id_org_nodes")),
         sa.PrimaryKeyConstraint("indicator_id", "node_id", "period", name=op.f("pk_indicator_rollups")),
     )
     op.create_table(
