@@ -137,7 +137,8 @@ def record(
         # Retire before inserting: one current row per key is a unique index.
         session.execute(sa.update(IndicatorValue).where(IndicatorValue.id.in_(retire)).values(is_current=False))
     if inserts:
-        session.execute(sa.insert(IndicatorValue), inserts)
+        # render_nulls: one executemany for rows with and without a denominator, not one INSERT per change of shape.
+        session.execute(sa.insert(IndicatorValue).execution_options(render_nulls=True), inserts)
     submission.items = (submission.items or 0) + len(rows)
     submission.changed = (submission.changed or 0) + result.changed
     session.flush()
