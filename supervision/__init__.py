@@ -6,8 +6,8 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from supervision import feed_routes, figures_routes, routes
+    from supervision import alert_routes, feed_routes, figures_routes, routes
     from workbench.api import register_blueprint
 
-    for module in (routes, feed_routes, figures_routes):
+    for module in (routes, feed_routes, figures_routes, alert_routes):
         register_blueprint(app, module.bp)
