@@ -166,6 +166,27 @@ class IndicatorSubmission(Model):
     approval_id: orm.Mapped[int | None] = orm.mapped_column(sa.ForeignKey("bot_approvals.id"))
     decided_at: orm.Mapped[datetime | None] = orm.mapped_column(UTCDateTime())
     decision_reason: orm.Mapped[str | None] = orm.mapped_column(sa.String(500))
+    # A manual report's items until it is decided ([{indicator_id, period, numerator, denominator, verdict}]):
+    # they become values only when approved.
+    payload: orm.Mapped[list | None] = orm.mapped_column(JSON)
+
+
+class IndicatorEvidence(Model):
+    """A document behind a qualitative verdict (制度文件, 会议纪要, photos of the shared centre): kept with its
+    type, size and SHA-256, attached to the manual report that carries the verdict."""
+
+    __tablename__ = "indicator_evidence"
+
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    submission_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("indicator_submissions.id"), index=True)
+    indicator_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("indicators.id"))
+    filename: orm.Mapped[str] = orm.mapped_column(sa.String(200))
+    content_type: orm.Mapped[str] = orm.mapped_column(sa.String(100))
+    size: orm.Mapped[int] = orm.mapped_column()
+    sha256: orm.Mapped[str] = orm.mapped_column(sa.String(64))
+    content: orm.Mapped[bytes] = orm.mapped_column(sa.LargeBinary)
+    uploaded_by: orm.Mapped[str] = orm.mapped_column(sa.String(100))
+    uploaded_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow)
 
 
 class IndicatorValue(Model):

@@ -135,6 +135,9 @@ def upgrade() -> None:
         sa.Column("approval_id", sa.Integer(), nullable=True),
         sa.Column("decided_at", workbench.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("decision_reason", sa.String(length=500), nullable=True),
+        sa.Column(
+            "payload", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=True
+        ),
         sa.ForeignKeyConstraint(
             ["approval_id"], ["bot_approvals.id"], name=op.f("fk_indicator_submissions_approval_id_bot_approvals")
         ),
@@ -145,6 +148,31 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_indicator_submissions")),
         sa.UniqueConstraint("source", "batch_key", name=op.f("uq_indicator_submissions_source")),
     )
+    op.create_table(
+        "indicator_evidence",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("submission_id", sa.Integer(), nullable=False),
+        sa.Column("indicator_id", sa.Integer(), nullable=False),
+        sa.Column("filename", sa.String(length=200), nullable=False),
+        sa.Column("content_type", sa.String(length=100), nullable=False),
+        sa.Column("size", sa.Integer(), nullable=False),
+        sa.Column("sha256", sa.String(length=64), nullable=False),
+        sa.Column("content", sa.LargeBinary(), nullable=False),
+        sa.Column("uploaded_by", sa.String(length=100), nullable=False),
+        sa.Column("uploaded_at", workbench.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["indicator_id"], ["indicators.id"], name=op.f("fk_indicator_evidence_indicator_id_indicators")
+        ),
+        sa.ForeignKeyConstraint(
+            ["submission_id"],
+            ["indicator_submissions.id"],
+            name=op.f("fk_indicator_evidence_submission_id_indicator_submissions"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_indicator_evidence")),
+    )
+    with op.batch_alter_table("indicator_evidence", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_indicator_evidence_submission_id"), ["submission_id"], unique=False)
+
     op.create_table(
         "indicator_values",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -198,6 +226,10 @@ def downgrade() -> None:
         batch_op.drop_index("ix_indicator_values_period")
 
     op.drop_table("indicator_values")
+    with op.batch_alter_table("indicator_evidence", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_indicator_evidence_submission_id"))
+
+    op.drop_table("indicator_evidence")
     op.drop_table("indicator_submissions")
     op.drop_table("indicator_versions")
     with op.batch_alter_table("indicator_targets", schema=None) as batch_op:
