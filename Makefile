@@ -2,10 +2,10 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 STAMP := $(VENV)/.installed
-JSAPI := workbench/static/h5/vendor/dingtalk.open.js
+VENDOR_JS := workbench/static/h5/vendor/dingtalk.open.js workbench/static/h5/vendor/echarts.min.js
 
 .PHONY: setup run test lint format bench
-setup: $(STAMP) $(JSAPI)
+setup: $(STAMP) $(VENDOR_JS)
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -13,8 +13,9 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(VENV)/bin/python -m pip install -q -r requirements-dev.txt
 	@touch $(STAMP)
 
-# The H5 shell's self-hosted dingtalk-jsapi (from the npm registry, pinned and integrity-checked).
-$(JSAPI): scripts/vendor-js.sh scripts/jsapi/package-lock.json
+# Self-hosted third-party scripts: the H5 shell's dingtalk-jsapi and the dashboards' ECharts (from the npm
+# registry, pinned and integrity-checked; one run of the script writes both).
+$(VENDOR_JS) &: scripts/vendor-js.sh scripts/jsapi/package-lock.json
 	@bash scripts/vendor-js.sh
 
 run: setup

@@ -16,7 +16,7 @@ from workbench.audit import AuditRecord
 from workbench.auth.principal import load_principal
 
 OPERATOR = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
-BUILT_IN = {"referral", "precision_control", "compensation", "family_doctor"}
+BUILT_IN = {"referral", "precision_control", "compensation", "family_doctor", "supervision"}
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ def test_built_in_apps_follow_levels_and_layers(client, sandbox, t):
     doctor = t.member_at("internal_department", "member_institution")  # a department of a township clinic
     province_staff = t.member_at("internal_department", "province_commission")  # a 处室 of the commission
 
-    administrators = {"precision_control", "compensation", "family_doctor"}
+    administrators = {"precision_control", "compensation", "family_doctor", "supervision"}
     assert codes(client, headers_for(client, sandbox, county_admin)) == administrators
     assert codes(client, headers_for(client, sandbox, city_member)) == administrators
     assert codes(client, headers_for(client, sandbox, province_staff)) == administrators
@@ -79,7 +79,7 @@ def test_built_in_apps_follow_levels_and_layers(client, sandbox, t):
     }
     # The operator sees every active app; sections come in the workbench's order.
     reply = client.get("/api/workbench/apps", headers=OPERATOR).get_json()
-    assert [g["name"] for g in reply["groups"]] == ["行政办公", "医疗临床", "公共卫生"]
+    assert [g["name"] for g in reply["groups"]] == ["行政办公", "医疗临床", "公共卫生", "监管考核"]
     assert reply["groups"][1]["apps"][0] == {
         "code": "referral",
         "name": "预约转诊 · 双向转诊",
