@@ -48,6 +48,16 @@ class Referral(Model):
     __table_args__ = (
         sa.Index("ix_referrals_target_state", "target_institution_id", "state", "id"),
         sa.Index("ix_referrals_applicant_state", "applicant_institution_id", "state", "id"),
+        # Every inbox count (service.Sides.box_arms) from the index alone, with the list's filters and a
+        # township's arms (no department named, or the clinician's): migration 0016.
+        sa.Index(
+            "ix_referrals_target_lists",
+            "target_institution_id",
+            "state",
+            "direction",
+            "priority",
+            "target_department_id",
+        ),
     )
 
     id: orm.Mapped[int] = orm.mapped_column(primary_key=True)

@@ -152,29 +152,82 @@ class Sides:
             found &= {states.APPLICANT}  # a draft is the applicant's own until submitted
         return found
 
-    def outbox(self) -> sa.ColumnElement[bool]:
-        return sa.or_(
-            Referral.applicant_institution_id.in_(self.institutions or [-1]),
-            self.wide.nodes(Referral.applicant_institution_id),
-            sa.and_(Referral.state != "draft", self.supervise.nodes(Referral.applicant_institution_id)),
-        )
+    def _node_ids(self, session: orm.Session, scopes: Mapping[str, Scope]) -> dict[str, list[int]]:
+        """The ids of the nodes inside each path scope, in one query on `org_nodes` (deleted nodes included: old
+        referrals keep them). Lists of ids rather than `IN (subquery)`: PostgreSQL can put a literal list in an
+        index condition (one probe per id), and cannot do that with a subquery inside an OR."""
+        paths = sorted({path for scope in scopes.values() for path in scope.paths})
+        found: dict[str, list[int]] = {name: [] for name in scopes}
+        if not paths:
+            return found
+        rows = session.execute(
+            sa.select(OrgNode.id, OrgNode.path).where(
+                sa.or_(*(OrgNode.path.startswith(path, autoescape=True) for path in paths))
+            )
+        ).all()
+        for name, scope in scopes.items():
+            found[name] = sorted(node_id for node_id, path in rows if scope.covers_path(path))
+        return found
 
-    def inbox(self) -> sa.ColumnElement[bool]:
-        clauses = [
-            Referral.target_institution_id.in_(self.managers or [-1]),
-            self.wide.nodes(Referral.target_institution_id),
-            sa.and_(
-                self.positions.nodes(Referral.target_department_id),
-                Referral.target_institution_id.in_(self.institutions or [-1]),
-            ),
-            sa.and_(
-                Referral.target_department_id.is_(None), Referral.target_institution_id.in_(self.institutions or [-1])
-            ),
-            self.supervise.nodes(Referral.target_institution_id),
-        ]
+    def box_arms(self, session: orm.Session, box: str) -> list[sa.ColumnElement[bool]]:
+        """The outbox or inbox as disjoint conditions (no referral meets two): their OR is the box, and a count
+        per arm added up is the box's count. Disjoint arms let each be counted by its own index scan; one OR
+        over overlapping arms made PostgreSQL read the whole table for a hospital's inbox (bench/referral.py).
+
+        The first arm is everything a member sees by institution alone (managers, coordinators on administrative
+        nodes, supervisors): an index-only scan of `ix_referrals_{target,applicant}_state`. The others need more
+        columns (no department named, the clinician's departments, the named doctor), each minus what the arms
+        before it hold."""
+        not_draft = Referral.state != "draft"
+        if box == "outbox":
+            return self._outbox_arms(session, not_draft)
+        return self._inbox_arms(session, not_draft)
+
+    def _outbox_arms(self, session: orm.Session, not_draft: sa.ColumnElement[bool]) -> list[sa.ColumnElement[bool]]:
+        applicant = Referral.applicant_institution_id
+        if self.operator or self.wide.everything:
+            return [sa.true()]
+        ids = self._node_ids(session, {"wide": self.wide, "supervise": self.supervise})
+        own = self.institutions | set(ids["wide"])  # drafts included: the applicant side's own
+        arms = [applicant.in_(sorted(own))] if own else []
+        if self.supervise.everything:
+            arms.append(sa.and_(not_draft, applicant.not_in(sorted(own))) if own else not_draft)
+        elif watched := set(ids["supervise"]) - own:
+            arms.append(sa.and_(not_draft, applicant.in_(sorted(watched))))
+        return arms or [sa.false()]
+
+    def _inbox_arms(self, session: orm.Session, not_draft: sa.ColumnElement[bool]) -> list[sa.ColumnElement[bool]]:
+        target = Referral.target_institution_id
+        if self.operator or self.wide.everything or self.supervise.everything:
+            return [not_draft]
+        # Clinicians' department subtrees matter only in institutions not already seen whole (a coordinator who is
+        # also a clinician of the hospital needs none): resolved only then.
+        scopes = {"wide": self.wide, "supervise": self.supervise}
+        if self.institutions - self.managers:
+            scopes["positions"] = self.positions
+        ids = self._node_ids(session, scopes)
+        whole = self.managers | set(ids["wide"]) | set(ids["supervise"])
+        arms = [sa.and_(not_draft, target.in_(sorted(whole)))] if whole else []
+        # Clinicians' institutions not seen whole: referrals with no department named (a down-referral to the
+        # township: its family-doctor teams) and those to their departments. Disjoint from each other (the
+        # department is named or not) and from arm 1 (other institutions).
+        rest = sorted(self.institutions - whole)
+        department = Referral.target_department_id
+        mine: list[sa.ColumnElement[bool]] = []
+        if rest:
+            mine.append(sa.and_(target.in_(rest), department.is_(None)))
+            if ids.get("positions"):
+                mine.append(sa.and_(target.in_(rest), department.in_(ids["positions"])))
+        arms += [sa.and_(not_draft, arm) for arm in mine]
         if self.member_id is not None:
-            clauses.append(Referral.target_member_id == self.member_id)
-        return sa.and_(Referral.state != "draft", sa.or_(*clauses))
+            # The named doctor, minus what the arms above already hold.
+            named = [Referral.target_member_id == self.member_id]
+            if whole:
+                named.append(target.not_in(sorted(whole)))
+            if mine:
+                named.append(sa.not_(sa.or_(*mine)))
+            arms.append(sa.and_(not_draft, *named))
+        return arms or [sa.false()]
 
 
 def sides_of(session: orm.Session, principal: Principal) -> Sides:
@@ -832,25 +885,30 @@ def list_events(principal: Principal, referral_id: int, session: orm.Session | N
 
 def list_referrals(principal: Principal, filters: Mapping[str, Any], session: orm.Session | None = None) -> dict:
     """The caller's outbox (their institution as applicant) or inbox (as target), filtered and paged, masked;
-    `counts` by state under the other filters (one grouped query); audited once per list."""
+    `counts` by state under the other filters and `total` taken from them (one statement: a grouped count per
+    disjoint arm of the box, see `Sides.box_arms`); audited once per list."""
     session = session or db.session()
     sides = sides_of(session, principal)
     box = filters.get("box") or "inbox"
-    conditions = [sides.outbox() if box == "outbox" else sides.inbox()]
-    for key in ("direction", "priority"):
-        if filters.get(key):
-            conditions.append(getattr(Referral, key) == filters[key])
-    counts = {
-        state: count
-        for state, count in session.execute(
-            sa.select(Referral.state, sa.func.count()).where(*conditions).group_by(Referral.state)
-        )
-    }
-    stmt = sa.select(Referral).where(*conditions)
-    if filters.get("state"):
-        stmt = stmt.where(Referral.state == filters["state"])
+    arms = sides.box_arms(session, box)
+    conditions = [getattr(Referral, key) == filters[key] for key in ("direction", "priority") if filters.get(key)]
+    grouped = [
+        sa.select(Referral.state, sa.func.count().label("n")).where(arm, *conditions).group_by(Referral.state)
+        for arm in arms
+    ]
+    counts: dict[str, int] = {}
+    for state, count in session.execute(grouped[0] if len(grouped) == 1 else sa.union_all(*grouped)):
+        counts[state] = counts.get(state, 0) + count
+    state = filters.get("state")
+    total = counts.get(state, 0) if state else sum(counts.values())
     page, per_page = filters.get("page", 1), filters.get("per_page", 20)
-    rows, total = db.paginate(stmt.order_by(Referral.id.desc()), page, per_page, db_session=session)
+    rows: list[Referral] = []
+    if (page - 1) * per_page < total:  # nothing to fetch past the end
+        stmt = sa.select(Referral).where(sa.or_(*arms), *conditions)
+        if state:
+            stmt = stmt.where(Referral.state == state)
+        stmt = stmt.order_by(Referral.id.desc()).limit(per_page).offset((page - 1) * per_page)
+        rows = list(session.scalars(stmt))
     nodes = _nodes(session, rows)
     items = [_summary(referral, nodes) for referral in rows]
     audit.record(
