@@ -4,7 +4,7 @@ The alerting tables of supervision/models.py (Alertmanager semantics, reference/
 Downgrade drops them with everything in them (alert history is derived from rules and roll-ups, except the
 notification log).
 
-Revision ID: 0015
+Revision ID: 0014
 Revises: 0013
 Create Date: 2026-11-24 04:51:18.239006
 """
@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql
 
 import workbench.db
 
-revision: str = "0015"
+revision: str = "0014"
 down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

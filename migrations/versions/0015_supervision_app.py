@@ -1,7 +1,7 @@
 """supervision: the 监管在线 app in the catalog
 
-Revision ID: 0016
-Revises: 0015
+Revision ID: 0015
+Revises: 0014
 Create Date: 2026-11-24
 
 Registers the supervision dashboard (监管在线, group 监管考核) for the members who may read figures: administrators
@@ -28,8 +28,8 @@ SUPERVISION_APP = {
     "description": "医共体监测指标：目标达成、趋势、下钻与上报完整性，导出 Excel",
 }
 
-revision: str = "0016"
-down_revision: str | None = "0015"
+revision: str = "0015"
+down_revision: str | None = "0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
