@@ -25,13 +25,18 @@ patient with a distinct valid ID number per request, a target department of the 
 Load: wrk (apt-get when missing) with a Lua script that gives each request its own body or path (one line per
 request in a file, split between wrk's threads; accepts are never repeated: each round takes the still submitted
 referrals afresh), or without wrk a multi-process Python client. Rounds interleaved, median round reported.
-Ratio = rps / constant rps. Before the rounds the statements each list runs on `referrals` are captured from an
-in-process request and run under EXPLAIN (ANALYZE, BUFFERS), with a sketch of the coordinator's counts rewritten
-(not what the service runs) for comparison; full plans in the run's temporary directory (plans.txt).
+Ratio = rps / constant rps. Before each measurement the bench waits for gunicorn and PostgreSQL to go idle (a slow
+list leaves queued requests behind). Before the rounds the statements each list runs on `referrals` are captured
+from an in-process request and run under EXPLAIN (ANALYZE, BUFFERS), with the coordinator's counts as the service
+ran them before issue 7's fix for comparison; full plans in the run's temporary directory (plans.txt).
+
+The history takes minutes to build; `--reuse` keeps it between runs (same size and scale), undoing the previous
+rounds' creates and accepts first.
 
     .venv/bin/python bench/referral.py                       # prints the figures
     .venv/bin/python bench/referral.py --write               # and replaces "## Referral" in docs/BENCHMARKS.md
     .venv/bin/python bench/referral.py --referrals 20000 --seconds 3 --rounds 1   # a quick try
+    .venv/bin/python bench/referral.py --reuse --out /tmp/referral.md             # again on the same history
 """
 
 from __future__ import annotations
@@ -39,20 +44,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import http.client
 import json
-import multiprocessing
 import os
 import platform
 import re
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import requests
 
@@ -70,7 +71,7 @@ from bench.api import (  # noqa: E402  (bench.api also clears proxies for loopba
     start_services,
     write_section,
 )
-from bench.api_load import Result, _ms  # noqa: E402
+from bench.api_load import Call, Result, python_calls, wrk_calls  # noqa: E402
 from tests.support.sandbox import SandboxProcess  # noqa: E402
 from workbench import close_app  # noqa: E402
 
@@ -562,131 +563,65 @@ def generate_history(env: dict[str, str], world: World, count: int, pool: int, c
     return facts
 
 
+BUILD_TABLE = "bench_referral_build"
+
+
+def _build_params(args: argparse.Namespace) -> dict:
+    return {"referrals": args.referrals, "accept_pool": args.accept_pool, "scale": args.scale}
+
+
+def store_build(engine, args: argparse.Namespace, facts: dict) -> None:
+    """Remember what the history is (its size, scale and facts), so `--reuse` can skip the minutes it takes."""
+    import sqlalchemy as sa
+
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE TABLE IF NOT EXISTS {BUILD_TABLE} (params jsonb, facts jsonb)"))
+        conn.execute(sa.text(f"DELETE FROM {BUILD_TABLE}"))
+        conn.execute(
+            sa.text(f"INSERT INTO {BUILD_TABLE} VALUES (CAST(:p AS jsonb), CAST(:f AS jsonb))"),
+            {"p": json.dumps(_build_params(args)), "f": json.dumps(facts, default=str)},
+        )
+
+
+def stored_build(engine, args: argparse.Namespace) -> dict | None:
+    """The facts of the history an earlier run built with the same parameters, or None."""
+    import sqlalchemy as sa
+
+    with engine.connect() as conn:
+        if not conn.scalar(sa.text(f"SELECT to_regclass('{BUILD_TABLE}') IS NOT NULL")):
+            return None
+        row = conn.execute(sa.text(f"SELECT params, facts FROM {BUILD_TABLE}")).first()
+    if row is None or row.params != _build_params(args):
+        return None
+    return row.facts
+
+
+def restore_build(engine, args: argparse.Namespace) -> None:
+    """Undo an earlier run's rounds: the referrals its creates added go, the accept pool is submitted again (as
+    generated: no events, the acceptance clock from submission)."""
+    import sqlalchemy as sa
+
+    history, last = args.referrals, args.referrals + args.accept_pool
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM referrals WHERE id > :last"), {"last": last})
+        conn.execute(sa.text("DELETE FROM referral_events WHERE referral_id > :h"), {"h": history})
+        conn.execute(
+            sa.text(
+                "UPDATE referrals SET state = 'submitted', accepted_at = NULL, accepted_by_member_id = NULL, "
+                "slot_id = NULL, reminded_at = NULL, escalated_at = NULL, respond_by = submitted_at + CASE priority "
+                "WHEN 'urgent' THEN interval '2 hours' ELSE interval '24 hours' END "
+                "WHERE id > :h AND state <> 'submitted'"
+            ),
+            {"h": history},
+        )
+        conn.execute(sa.text("SELECT setval(pg_get_serial_sequence('referrals', 'id'), :last)"), {"last": last})
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text("VACUUM ANALYZE referrals"))
+
+
 # --- load with a distinct request each time ---------------------------------------------------------------------
 
-LUA = r"""
--- One request per line of the file named by the first argument ("METHOD<TAB>path<TAB>body"), thread i of n taking
--- lines i, i+n, ...; after the last line a thread starts again from its first.
-local counter = 1
-function setup(thread)
-  thread:set("tid", counter)
-  counter = counter + 1
-end
-function init(args)
-  local nthreads = tonumber(args[2])
-  reqs = {}
-  local i = 0
-  for line in io.lines(args[1]) do
-    if i % nthreads == tid - 1 then
-      local method, path, body = line:match("^(%u+)\t([^\t]*)\t(.*)$")
-      if body == "" then body = nil end
-      reqs[#reqs + 1] = wrk.format(method, path, nil, body)
-    end
-    i = i + 1
-  end
-  n = 0
-end
-function request()
-  n = n + 1
-  if n > #reqs then n = 1 end
-  return reqs[n]
-end
-"""
-
-
-@dataclass
-class Call:
-    method: str
-    path: str
-    body: str = ""
-
-
-def wrk_calls(base: str, headers: dict[str, str], calls: list[Call], args: argparse.Namespace, work: Path) -> Result:
-    """wrk with the Lua script above; the report parsed as bench/api_load.py's wrk_load does."""
-    script, lines = work / "calls.lua", work / "calls.tsv"
-    script.write_text(LUA)
-    lines.write_text("".join(f"{c.method}\t{c.path}\t{c.body}\n" for c in calls))
-    command = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{max(1, round(args.seconds))}s", "--latency"]
-    command += ["--timeout", "10s", "-s", str(script)]
-    for name, value in {**headers, "Content-Type": "application/json"}.items():
-        command += ["-H", f"{name}: {value}"]
-    out = subprocess.run(
-        [*command, base, "--", str(lines), str(args.threads)], capture_output=True, text=True, check=True
-    ).stdout
-    percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", out, re.M))
-    if set(percentiles) != {"50", "99"}:
-        raise RuntimeError(f"unexpected wrk report:\n{out}")
-    errors = 0
-    if match := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
-        errors += int(match.group(1))
-    if match := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
-        errors += sum(int(x) for x in match.groups())
-    return Result(
-        rps=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        p50_ms=_ms(percentiles["50"]),
-        p99_ms=_ms(percentiles["99"]),
-        requests=int(re.search(r"(\d+) requests in", out).group(1)),
-        errors=errors,
-    )
-
-
-def _call_client(base: str, headers: dict[str, str], calls: list[Call], start: float, deadline: float, out) -> None:
-    parts = urlsplit(base)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
-    headers = {**headers, "Content-Type": "application/json"}
-    latencies: list[float] = []
-    errors = 0
-    i = 0
-    while time.time() < start:
-        time.sleep(0.001)
-    while time.time() < deadline:
-        call = calls[i % len(calls)]
-        i += 1
-        began = time.perf_counter()
-        try:
-            conn.request(call.method, call.path, body=call.body.encode() or None, headers=headers)
-            reply = conn.getresponse()
-            reply.read()
-            if reply.status >= 300:
-                errors += 1
-        except (OSError, http.client.HTTPException):
-            errors += 1
-            conn.close()
-            conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
-            continue
-        latencies.append((time.perf_counter() - began) * 1000)
-    conn.close()
-    out.put((latencies, errors))
-
-
-def python_calls(base: str, headers: dict[str, str], calls: list[Call], args: argparse.Namespace) -> Result:
-    """bench/api_load.py's multi-process client, each process with its own share of the calls."""
-    ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue()
-    start = time.time() + 0.5
-    deadline = start + args.seconds
-    n = args.connections
-    procs = [
-        ctx.Process(target=_call_client, args=(base, headers, calls[i::n] or calls, start, deadline, queue))
-        for i in range(n)
-    ]
-    for proc in procs:
-        proc.start()
-    latencies: list[float] = []
-    errors = 0
-    for _ in procs:
-        got, failed = queue.get(timeout=args.seconds + 60)
-        latencies += got
-        errors += failed
-    for proc in procs:
-        proc.join(10)
-    latencies.sort()
-    count = len(latencies)
-    if not count:
-        return Result(0.0, 0.0, 0.0, 0, errors)
-    return Result(
-        count / args.seconds, latencies[count // 2], latencies[min(count - 1, int(count * 0.99))], count, errors
-    )
+# The calls' loop (wrk with a Lua script, or the Python client) is bench/api_load.py's `wrk_calls` / `python_calls`.
 
 
 # --- what is measured -------------------------------------------------------------------------------------------
@@ -783,16 +718,17 @@ def profile(env: dict[str, str], jobs: list[tuple[Target | Writer, str | None, l
     close_app(app)
 
 
-# What the coordinator's inbox counts would cost with the arms made disjoint (not what the service runs): the
-# institution arm alone is an index-only scan of ix_referrals_target_state; the named-doctor arm adds the few rows
-# addressed to them elsewhere. The department arms are inside the institution arm for a manager of it.
-SKETCH_SQL = """
-SELECT state, count(*) FROM (
-  SELECT state FROM referrals WHERE target_institution_id = %(h)s AND state <> 'draft'
-  UNION ALL
-  SELECT state FROM referrals
-   WHERE target_member_id = %(m)s AND target_institution_id <> %(h)s AND state <> 'draft'
-) x GROUP BY state
+# What the coordinator's inbox counts cost before the arms were made disjoint (the service until issue 7's fix): one
+# OR over every arm of the receiving side, overlapping ones included, which PostgreSQL could only answer by reading
+# the whole table (Parallel Seq Scan, ~190 ms at 1,020,000 referrals, run twice per request: counts, then total).
+BEFORE_SQL = """
+SELECT state, count(*) FROM referrals
+ WHERE state <> 'draft' AND (
+   target_institution_id IN (%(h)s)
+   OR (target_department_id IN (SELECT id FROM org_nodes WHERE path LIKE %(p)s) AND target_institution_id IN (%(h)s))
+   OR (target_department_id IS NULL AND target_institution_id IN (%(h)s))
+   OR target_member_id = %(m)s)
+ GROUP BY state
 """
 
 
@@ -835,7 +771,11 @@ def explain_lists(
             finally:
                 raw.close()
             kind = kind or (
-                "count by state" if "GROUP BY" in statement else "total" if "count(*)" in statement else "page"
+                "count by state (total from it)"
+                if "GROUP BY" in statement
+                else "total"
+                if "count(*)" in statement
+                else "page"
             )
             steps = [re.sub(r"\s+\(cost=.*", "", line).strip(" ->") for line in plan if "(cost=" in line]
             top = steps[0]
@@ -845,6 +785,39 @@ def explain_lists(
             plans.write(f"-- {label}: {kind}\n{statement}\n{parameters}\n" + "\n".join(plan) + "\n\n")
     close_app(app)
     return summary
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
+
+def wait_idle(server: Gunicorn, engine, timeout: float = 120.0) -> float:
+    """Wait until gunicorn's workers use under 5 % of a CPU over half a second and PostgreSQL runs no other
+    statement; returns the seconds waited (the timeout at most)."""
+    import sqlalchemy as sa
+
+    started = time.monotonic()
+    pids = [server.proc.pid, *_children(server.proc.pid)]
+    while time.monotonic() - started < timeout:
+        before = _cpu_seconds(pids)
+        time.sleep(0.5)
+        busy = _cpu_seconds(pids) - before
+        with engine.connect() as conn:
+            active = conn.scalar(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND pid <> pg_backend_pid() "
+                    "AND backend_type = 'client backend'"
+                )
+            )
+        if busy < 0.025 and not active:
+            break
+    return time.monotonic() - started
 
 
 class LoadSampler(threading.Thread):
@@ -871,6 +844,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--python-client", action="store_true", help="use the Python client even if wrk is there")
     parser.add_argument("--write", action="store_true", help=f"replace the '{HEADING}' section of docs/BENCHMARKS.md")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="reuse the history an earlier run left in the bench's database when it has the same size and scale "
+        "(rows created by earlier rounds deleted, the accept pool set back to submitted); built afresh otherwise",
+    )
+    parser.add_argument("--out", type=Path, help="also write the section to this file")
     args = parser.parse_args()
 
     use_wrk = not args.python_client and have_wrk()
@@ -886,15 +866,25 @@ def main() -> None:
     }
     with SandboxProcess("--scale", args.scale, "--seed", "1", "--qps", "1000000") as sandbox:
         env["SANDBOX_PORT"] = str(sandbox.port)
-        print(f"sandbox ({args.scale} scale) on {sandbox.url}; syncing the tree", file=sys.stderr)
-        seed_tree_by_sync(env)
-        world = pick_world(sandbox)
         import sqlalchemy as sa
 
         engine = sa.create_engine(database_url)
-        node_ids(engine, world)
-        print(f"generating {args.referrals:,} referrals (+{args.accept_pool:,} for accepts)", file=sys.stderr)
-        facts = generate_history(env, world, args.referrals, args.accept_pool)
+        world = pick_world(sandbox)
+        facts = stored_build(engine, args) if args.reuse else None
+        if facts is not None:
+            print(f"sandbox ({args.scale} scale) on {sandbox.url}; reusing the stored history", file=sys.stderr)
+            from tests.conftest import migrate
+
+            migrate(database_url)  # the code may have migrations the stored schema lacks
+            node_ids(engine, world)
+            restore_build(engine, args)
+        else:
+            print(f"sandbox ({args.scale} scale) on {sandbox.url}; syncing the tree", file=sys.stderr)
+            seed_tree_by_sync(env)
+            node_ids(engine, world)
+            print(f"generating {args.referrals:,} referrals (+{args.accept_pool:,} for accepts)", file=sys.stderr)
+            facts = generate_history(env, world, args.referrals, args.accept_pool)
+            store_build(engine, args, facts)
         print(f"  {json.dumps(facts, default=str, ensure_ascii=False)}", file=sys.stderr)
 
         with Gunicorn(env, var_dir / "gunicorn.log") as server:
@@ -918,16 +908,20 @@ def main() -> None:
                 if target.token:
                     print(f"  {target.label}: total {reply.json()['total']:,}", file=sys.stderr)
             with engine.connect() as conn:
-                coordinator_id = conn.scalar(
-                    sa.text("SELECT id FROM org_members WHERE userid = :u"), {"u": world.coordinator.userid}
-                )
-            sketch = (
+                coordinator_id, position = conn.execute(
+                    sa.text(
+                        "SELECT m.id, n.path FROM org_members m JOIN org_memberships p ON p.member_id = m.id "
+                        "JOIN org_nodes n ON n.id = p.node_id WHERE m.userid = :u ORDER BY n.id LIMIT 1"
+                    ),
+                    {"u": world.coordinator.userid},
+                ).one()
+            before = (
                 "inbox · hospital coordinator",
-                "count by state, arms made disjoint (a sketch, not run by the service)",
-                SKETCH_SQL,
-                {"h": world.hospital_id, "m": coordinator_id},
+                "before: count by state, one OR over overlapping arms (run twice per request: counts, total)",
+                BEFORE_SQL,
+                {"h": world.hospital_id, "m": coordinator_id, "p": position + "%"},
             )
-            explained = explain_lists(env, readers[1:], var_dir / "plans.txt", [sketch])
+            explained = explain_lists(env, readers[1:], var_dir / "plans.txt", [before])
             for row in explained:
                 print(f"  EXPLAIN {row['target']} · {row['query']}: {row['ms']:.1f} ms {row['scans']}", file=sys.stderr)
 
@@ -955,20 +949,27 @@ def main() -> None:
                 headers = {"Authorization": f"Bearer {target.member.token}"}
                 calls = target.make(0)
                 if use_wrk:
-                    return wrk_calls(server.url, headers, calls, round_args, var_dir)
-                return python_calls(server.url, headers, calls, round_args)
+                    return wrk_calls(
+                        server.url, headers, calls, args.connections, args.threads, round_args.seconds, var_dir
+                    )
+                return python_calls(server.url, headers, calls, args.connections, round_args.seconds)
 
             print(f"gunicorn: {workers} workers × {os.environ.get('WEB_THREADS', '8')} threads", file=sys.stderr)
             targets: list[Target | Writer] = [*readers, *writers]
             for target in targets:  # warm every worker's pool and caches
                 run(target, 2)
+                wait_idle(server, engine)
             load_before = os.getloadavg()[0]
             sampler = LoadSampler()
             sampler.start()
             results: dict[str, list[Result]] = {t.label: [] for t in targets}
+            drains: list[float] = []
             for round_no in range(args.rounds):
                 order = targets[round_no % len(targets) :] + targets[: round_no % len(targets)]
                 for target in order:
+                    # A slow list leaves queued requests behind when the client stops: measuring the next target
+                    # on a server still busy with them would charge it for them.
+                    drains.append(wait_idle(server, engine))
                     result = run(target, args.seconds)
                     results[target.label].append(result)
                     print(
@@ -989,11 +990,18 @@ def main() -> None:
         engine.dispose()
 
     load = (load_before, max(sampler.samples or [load_after]), load_after)
+    facts["drains"] = drains
     report = render(targets, results, world, facts, explained, workers, use_wrk, args, load)
     print(report)
+    if args.out:
+        args.out.write_text(report, encoding="utf-8")
     if args.write:
         write_section(report, HEADING, keep_notes=True)
         print(f"wrote the Referral section of docs/BENCHMARKS.md (plans in {var_dir / 'plans.txt'})", file=sys.stderr)
+
+
+def _middle(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
 
 
 def render(targets, results, world: World, facts: dict, explained, workers, use_wrk, args, load) -> str:
@@ -1013,7 +1021,9 @@ def render(targets, results, world: World, facts: dict, explained, workers, use_
         f"{platform.platform()} · PostgreSQL + Redis (private test services) · gunicorn gthread, {workers} workers × "
         f"{os.environ.get('WEB_THREADS', '8')} threads (gunicorn.conf.py) · load: {client}, on the same machine · "
         f"1-minute load average {load[0]:.1f} before the rounds, {load[1]:.1f} at most during them, {load[2]:.1f} "
-        "after.",
+        "after (the machine is shared: other engineers' test runs included) · before each measurement the bench "
+        "waits for gunicorn and PostgreSQL to go idle "
+        f"(median wait {_middle(facts.get('drains') or [0]):.1f} s, longest {max(facts.get('drains') or [0]):.1f} s).",
         "",
         "Reproduce:",
         "",
