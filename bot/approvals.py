@@ -111,12 +111,15 @@ def request_approval(
     context: Mapping[str, Any] | None = None,
     mode: str = "any",
     process_code: str | None = None,
+    cards_only: bool = False,
 ) -> BotApproval:
     """Add an approval request in the caller's transaction (`workbench.db.session()`); it starts once the caller
     commits.
 
     The same `key` again returns the first request (whatever its other arguments). `callback` is a
-    "module:function" path, checked now so that a typo fails the caller rather than the last step."""
+    "module:function" path, checked now so that a typo fails the caller rather than the last step. `cards_only`
+    asks by approval card even when an OA template is configured: for forms whose lines vary (one per indicator
+    reported), which a template's fixed labels cannot take."""
     db = session()
     existing = db.scalar(sa.select(BotApproval).where(BotApproval.idempotency_key == key))
     if existing is not None:
@@ -124,7 +127,7 @@ def request_approval(
     approvers = list(dict.fromkeys(approvers))
     form_items = [[str(name), str(value)] for name, value in form]
     _validate(key, title, originator_userid, approvers, form_items, mode, callback)
-    process_code = process_code or configured_process_code()
+    process_code = None if cards_only else process_code or configured_process_code()
     row = BotApproval(
         idempotency_key=key,
         title=title,

@@ -353,3 +353,29 @@ def test_in_any_mode_the_first_decision_closes_the_other_cards(app, sandbox, use
     run_jobs(app)
     assert [(o.approval_id, o.result) for o in OUTCOMES] == [(approval_id, "agree")]
     assert [d["userid"] for d in _row(app, approval_id).decisions] == [a]
+
+
+def test_cards_only_asks_by_card_even_with_a_configured_template(app, userids, monkeypatch):
+    """Forms whose lines vary (a manual indicator report) cannot fit an OA template's labels."""
+    monkeypatch.setattr(approvals, "configured_process_code", lambda: "PROC-SETTLEMENT-01")
+    with app.app_context():
+        configured = approvals.request_approval(
+            key="configured",
+            title="t",
+            originator_userid=userids[0],
+            approvers=[userids[1]],
+            form=FORM,
+            callback=CALLBACK,
+        )
+        cards = approvals.request_approval(
+            key="cards",
+            title="t",
+            originator_userid=userids[0],
+            approvers=[userids[1]],
+            form=FORM,
+            callback=CALLBACK,
+            cards_only=True,
+        )
+        assert (configured.channel, configured.process_code) == ("workflow", "PROC-SETTLEMENT-01")
+        assert (cards.channel, cards.process_code) == ("card", None)
+        session().rollback()
