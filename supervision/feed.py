@@ -264,7 +264,7 @@ def _amount(value: Any) -> Decimal | str:
 
 
 @dataclass
-class _Item:
+class Item:
     index: int
     indicator: str | None = None
     unit_form: str | None = None
@@ -277,7 +277,7 @@ class _Item:
     has_verdict: bool = False
 
 
-class _Errors:
+class ItemErrors:
     def __init__(self) -> None:
         self.items: list[dict] = []
 
@@ -286,11 +286,11 @@ class _Errors:
         self.items.append({"index": index, "field": dotted, "message": message})
 
 
-def _today_china() -> date:
+def today_china() -> date:
     return datetime.now(CHINA).date()
 
 
-def _structure(body: Any, errors: _Errors) -> tuple[str | None, list[_Item]]:
+def _structure(body: Any, errors: ItemErrors) -> tuple[str | None, list[Item]]:
     """The batch id and the items' shapes; type problems go to `errors`."""
     if not isinstance(body, dict):
         errors.add(None, "body", '请求体应为 JSON 对象：{"batch_id": ..., "items": [...]}')
@@ -314,7 +314,7 @@ def _structure(body: Any, errors: _Errors) -> tuple[str | None, list[_Item]]:
         return batch_id, []
     items = []
     for index, raw in enumerate(raw_items):
-        item = _Item(index)
+        item = Item(index)
         items.append(item)
         if not isinstance(raw, dict):
             errors.add(index, "", "每一项应为 JSON 对象")
@@ -346,31 +346,38 @@ def _structure(body: Any, errors: _Errors) -> tuple[str | None, list[_Item]]:
             item.period = period
         else:
             errors.add(index, "period", "统计期必填，应为字符串（如 2026-10、2026-Q3、2026）")
-        amount = _amount(raw.get("numerator")) if "numerator" in raw else "分子必填"
-        if isinstance(amount, str):
-            errors.add(index, "numerator", amount)
-        else:
-            item.numerator = amount
-        if raw.get("denominator") is not None:
-            item.has_denominator = True
-            amount = _amount(raw["denominator"])
-            if isinstance(amount, str):
-                errors.add(index, "denominator", amount)
-            else:
-                item.denominator = amount
-        verdict = raw.get("verdict")
-        if verdict is not None:
-            item.has_verdict = True
-            if not isinstance(verdict, str) or not verdict.strip():
-                errors.add(index, "verdict", "评定结论应为非空字符串")
-            elif len(verdict.strip()) > 200:
-                errors.add(index, "verdict", "评定结论不能超过 200 个字符")
-            else:
-                item.verdict = verdict.strip()
+        read_figures(raw, item, errors)
     return batch_id, items
 
 
-def _units(session: orm.Session, system_node: OrgNode, items: list[_Item]) -> dict[tuple[str, Any], OrgNode | str]:
+def read_figures(raw: dict, item: Item, errors: ItemErrors) -> None:
+    """An item's numerator, denominator and verdict into `item`; their type problems go to `errors` (shared with
+    manual reports, supervision/reports.py, which check items the same way)."""
+    index = item.index
+    amount = _amount(raw.get("numerator")) if "numerator" in raw else "分子必填"
+    if isinstance(amount, str):
+        errors.add(index, "numerator", amount)
+    else:
+        item.numerator = amount
+    if raw.get("denominator") is not None:
+        item.has_denominator = True
+        amount = _amount(raw["denominator"])
+        if isinstance(amount, str):
+            errors.add(index, "denominator", amount)
+        else:
+            item.denominator = amount
+    verdict = raw.get("verdict")
+    if verdict is not None:
+        item.has_verdict = True
+        if not isinstance(verdict, str) or not verdict.strip():
+            errors.add(index, "verdict", "评定结论应为非空字符串")
+        elif len(verdict.strip()) > 200:
+            errors.add(index, "verdict", "评定结论不能超过 200 个字符")
+        else:
+            item.verdict = verdict.strip()
+
+
+def _units(session: orm.Session, system_node: OrgNode, items: list[Item]) -> dict[tuple[str, Any], OrgNode | str]:
     """Each (form, value) the items name → the node, or why it cannot be used (user-facing)."""
     wanted: dict[str, set] = defaultdict(set)
     for item in items:
@@ -407,7 +414,7 @@ def _validate(
 ) -> tuple[str, list[values.ValueRow], dict[int, Indicator]]:
     """The batch id, its value rows (in item order) and the indicators they use; BatchRejected with every
     problem otherwise."""
-    errors = _Errors()
+    errors = ItemErrors()
     batch_id, items = _structure(body, errors)
     codes = {item.indicator for item in items if item.indicator}
     indicators = (
@@ -451,7 +458,7 @@ def _validate(
                     f"指标 {indicator.code} 应由{REPORTING_NAMES.get(indicator.reporting_level, '其他单位')}上报，"
                     f"不能报在{unit.name}",
                 )
-            _check_figures(indicator, item, errors)
+            check_figures(indicator, item, errors)
         if len(errors.items) > before or indicator is None or unit is None or period is None:
             continue
         row = values.ValueRow(
@@ -472,7 +479,7 @@ def _validate(
     return batch_id, rows, {row.id: row for row in indicators.values()}
 
 
-def _check_figures(indicator: Indicator, item: _Item, errors: _Errors) -> None:
+def check_figures(indicator: Indicator, item: Item, errors: ItemErrors) -> None:
     """The figures against the indicator's kind: a rate has a denominator, a count none, a verdict is
     qualitative only."""
     numerator, denominator = item.numerator, item.denominator
@@ -620,7 +627,7 @@ def post_batch(session: orm.Session, system: FeedSystem, body: Any, *, today: da
     """Check and store one batch in one transaction: (201, result) when new, (200, the original result) when the
     same batch came before; BatchRejected (422) with every problem, or 409 for a reused batch_id."""
     try:
-        batch_id, rows, _indicators = _validate(session, system, body, today or _today_china())
+        batch_id, rows, _indicators = _validate(session, system, body, today or today_china())
     except BatchRejected as rejected:
         # On record in its own transaction: repeated rejections (units outside the scope) are worth seeing.
         audit.record(
