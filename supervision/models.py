@@ -219,7 +219,8 @@ class IndicatorValue(Model):
     source: orm.Mapped[str] = orm.mapped_column(sa.String(64))
     submission_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("indicator_submissions.id"), index=True)
     is_current: orm.Mapped[bool] = orm.mapped_column(default=True)
-    supersedes_id: orm.Mapped[int | None] = orm.mapped_column(sa.ForeignKey("indicator_values.id"))
+    # Indexed: the foreign key's check on deleting a value would otherwise scan the table per row.
+    supersedes_id: orm.Mapped[int | None] = orm.mapped_column(sa.ForeignKey("indicator_values.id"), index=True)
     recorded_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow)
 
 

@@ -111,8 +111,11 @@ def recompute(
     STAGING.create(session.connection())
     postgres = session.get_bind().dialect.name == "postgresql"
     if postgres:
-        # The aggregate over a province's period spills to disk at the default 4 MB (bench/supervision.py).
+        # The aggregate over a province's period spills to disk at the default 4 MB (bench/supervision.py); and on
+        # tables not yet analysed (right after a tree import) the planner took its joins for one row each and
+        # nested-looped ~60,000 × 60,000 rows for minutes: these statements are set-wide, hash joins are right.
         session.execute(sa.text("SET LOCAL work_mem = '64MB'"))
+        session.execute(sa.text("SET LOCAL enable_nestloop = off"))
     rows = 0
     if wanted:
         for select in (_additive(session, found, wanted, computed_at), _per_unit(session, found, wanted, computed_at)):
@@ -122,6 +125,10 @@ def recompute(
             # nested loop over ~460,000 rows and ran for minutes.
             session.execute(sa.text(f"ANALYZE {STAGING.name}"))
         rows = session.scalar(sa.select(sa.func.count()).select_from(STAGING)) or 0
+    if postgres:
+        # Back to the session's settings for the rest of the caller's transaction (commit=False).
+        session.execute(sa.text("RESET work_mem"))
+        session.execute(sa.text("RESET enable_nestloop"))
     stale = sa.delete(IndicatorRollup).where(
         IndicatorRollup.period == found.code,
         ~sa.exists().where(

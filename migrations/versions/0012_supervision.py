@@ -205,6 +205,7 @@ def upgrade() -> None:
     with op.batch_alter_table("indicator_values", schema=None) as batch_op:
         batch_op.create_index("ix_indicator_values_period", ["period", "indicator_id", "unit_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_indicator_values_submission_id"), ["submission_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_indicator_values_supersedes_id"), ["supersedes_id"], unique=False)
         batch_op.create_index(
             "uq_indicator_values_current",
             ["indicator_id", "unit_id", "period"],
@@ -222,6 +223,7 @@ def downgrade() -> None:
         batch_op.drop_index(
             "uq_indicator_values_current", sqlite_where=sa.text("is_current"), postgresql_where=sa.text("is_current")
         )
+        batch_op.drop_index(batch_op.f("ix_indicator_values_supersedes_id"))
         batch_op.drop_index(batch_op.f("ix_indicator_values_submission_id"))
         batch_op.drop_index("ix_indicator_values_period")
 
