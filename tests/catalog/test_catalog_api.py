@@ -16,7 +16,7 @@ from workbench.audit import AuditRecord
 from workbench.auth.principal import load_principal
 
 OPERATOR = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
-BUILT_IN = {"referral", "precision_control", "compensation", "family_doctor", "supervision"}
+BUILT_IN = {"referral", "precision_control", "compensation", "family_doctor", "supervision", "supervision_reports"}
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ def test_built_in_apps_follow_levels_and_layers(client, sandbox, t):
     doctor = t.member_at("internal_department", "member_institution")  # a department of a township clinic
     province_staff = t.member_at("internal_department", "province_commission")  # a 处室 of the commission
 
-    administrators = {"precision_control", "compensation", "family_doctor", "supervision"}
+    administrators = {"precision_control", "compensation", "family_doctor", "supervision", "supervision_reports"}
     assert codes(client, headers_for(client, sandbox, county_admin)) == administrators
     assert codes(client, headers_for(client, sandbox, city_member)) == administrators
     assert codes(client, headers_for(client, sandbox, province_staff)) == administrators

@@ -65,7 +65,7 @@ def test_pages_are_static_shells_with_hashed_gzipped_scripts(tree_client):
 def test_the_catalog_offers_the_app_to_readers_of_figures(tree_app, tree_client, sup_world):
     with tree_app.app_context():
         app = db.session().scalar(sa.select(CatalogApp).where(CatalogApp.code == "supervision"))
-        assert app is not None, "migration 0016 registers the app"
+        assert app is not None, "migration 0015 registers the app"
         assert (app.name, app.entry_url, app.group_code, app.state) == (
             "监管在线",
             PAGES,
@@ -81,6 +81,9 @@ def test_the_catalog_offers_the_app_to_readers_of_figures(tree_app, tree_client,
     assert "监管在线" in names(sup_world.province_admin)
     assert "监管在线" in names(sup_world.county_admin)
     assert "监管在线" not in names(sup_world.clinician), "a clinician may not read figures"
+    # The report form is listed for those who file a unit's figures; any member may still open it by address.
+    assert "指标填报" in names(sup_world.county_admin) and "指标填报" not in names(sup_world.clinician)
+    assert tree_client.get("/h5/apps/supervision/reports").status_code == 200
     icon = next(
         a["icon"]
         for g in tree_client.get("/api/workbench/apps", headers=sup_world.county_admin.headers).get_json()["groups"]
