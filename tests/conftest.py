@@ -13,6 +13,9 @@ import sqlalchemy as sa
 from tests.support.sandbox import SandboxProcess
 from workbench import close_app
 
+# Chromium pages and a served app for the mini apps' browser tests (`live`, `phone`, `desk`).
+pytest_plugins = ["tests.support.browser"]
+
 # The SDK honours HTTP proxies for http:// endpoints; the sandbox is on loopback.
 for _proxy in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
     os.environ.pop(_proxy, None)

@@ -11,8 +11,6 @@ institution sees none of them; the county administrator picks among teams.
 from __future__ import annotations
 
 import re
-import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -23,7 +21,7 @@ from mini_apps.family_doctor import service
 from mini_apps.family_doctor.models import Contract, FollowUp
 from tests.family_doctor.conftest import World, id_number
 from tests.h5 import test_browser
-from tests.h5.test_browser import TIMEOUT_MS, Member, pick
+from tests.h5.test_browser import Member, pick
 from workbench import db
 from workbench.audit import AuditRecord
 
@@ -199,42 +197,6 @@ def test_pages_are_static_shells_with_hashed_gzipped_scripts(tree_client):
 
 
 # -- in a browser -----------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def live(tree_app) -> Iterator[str]:
-    """`tree_app` (with the `world` and `residents` written into it) served on a free loopback port."""
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, tree_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="family-doctor-pages", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(10)
-
-
-def _window(browser, width: int, height: int) -> Iterator[object]:
-    context = browser.new_context(viewport={"width": width, "height": height}, locale="zh-CN", service_workers="block")
-    context.set_default_timeout(TIMEOUT_MS)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
-
-
-@pytest.fixture
-def phone(browser) -> Iterator[object]:
-    yield from _window(browser, 375, 760)
-
-
-@pytest.fixture
-def desk(browser) -> Iterator[object]:
-    yield from _window(browser, 1280, 860)
 
 
 def _member(client, headers) -> Member:

@@ -12,14 +12,12 @@ from __future__ import annotations
 import io
 import json
 import re
-import threading
-from collections.abc import Iterator
 
 import pytest
 from openpyxl import load_workbook
 
 from tests.h5 import test_browser
-from tests.h5.test_browser import TIMEOUT_MS, Member, pick
+from tests.h5.test_browser import Member, pick
 from tests.supervision.test_figures import computed  # noqa: F401  (a fixture)
 from tests.supervision.test_rollup import PERIOD, province  # noqa: F401  (a fixture)
 
@@ -28,34 +26,6 @@ PAGES = "/h5/apps/supervision/"
 
 browser = test_browser.browser  # the shell's Chromium fixture, under the same name
 expect = test_browser.expect
-
-
-@pytest.fixture
-def live(tree_app) -> Iterator[str]:
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, tree_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="supervision-pages", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(10)
-
-
-@pytest.fixture
-def phone(browser) -> Iterator[object]:
-    context = browser.new_context(
-        viewport={"width": 375, "height": 760}, locale="zh-CN", service_workers="block", accept_downloads=True
-    )
-    context.set_default_timeout(TIMEOUT_MS)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
 
 
 def shown(value: float | None) -> str:
