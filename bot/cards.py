@@ -65,7 +65,8 @@ class CardClick:
 
 class KeepOpen(Exception):
     """Raised by a handler when the click decided nothing (not this person's to decide, a reason missing): the claim
-    is undone, the card stays open for the next tap, and the clicker sees `changes` (a hint) in the reply."""
+    is undone, the card stays open for the next tap, and the clicker alone sees `changes` (a hint): they go back as
+    `userPrivateData`, so on a group card the other members do not read a refusal meant for one person."""
 
     def __init__(self, changes: Mapping[str, str]) -> None:
         super().__init__("card kept open")
@@ -268,7 +269,7 @@ def handle_click(payload: Mapping) -> dict:
             )
         except KeepOpen as keep:
             db.rollback()  # the claim is undone: the card stays open for a real decision
-            return _reply({**db.get(BotCard, click.out_track_id).data, **keep.changes})
+            return _reply(db.get(BotCard, click.out_track_id).data, private=keep.changes)
         except Exception:
             db.rollback()  # the card stays open: the next tap may succeed
             raise
@@ -280,11 +281,14 @@ def handle_click(payload: Mapping) -> dict:
     return _reply(dict(card.data))
 
 
-def _reply(data: Mapping[str, str]) -> dict:
-    return {
+def _reply(data: Mapping[str, str], private: Mapping[str, str] | None = None) -> dict:
+    reply: dict = {
         "cardData": {"cardParamMap": dict(data)},
         "cardUpdateOptions": {"updateCardDataByKey": True, "updatePrivateDataByKey": True},
     }
+    if private:
+        reply["userPrivateData"] = {"cardParamMap": dict(private)}  # the clicking user's own view (dingtalk.md §5.4)
+    return reply
 
 
 @card_action("approval.agree")

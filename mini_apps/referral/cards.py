@@ -1,10 +1,14 @@
-"""The referral card the receiving side gets (one-to-one robot card per person) and its 接收 / 退回 buttons.
+"""The referral card the receiving side gets (one card in the receiving department's group chat, `chats`, and
+one-to-one robot cards for the receivers outside it) and its 接收 / 退回 buttons.
 
 Every card of a referral shows the same data (`card_data`), so a change is one `update_card` per card and everyone
 sees the same state, who acted and the booked slot. A click is answered from the database alone, well inside
 DingTalk's 2 seconds: `bot.cards.handle_click` has already claimed the clicked card; the handler checks that the
 person is on the receiving side (the rules of `service`) and moves the referral with `service.apply_transition`,
 whose conditional UPDATE decides a race with a colleague's card or the H5 page — the loser's card shows who acted.
+A group card is seen by every member of the group: a member who is not on the receiving side is refused and
+nothing changes. The refusal's hint goes to the person who tapped alone (`bot.cards.KeepOpen` answers with
+`userPrivateData`).
 
 退回 needs a reason. The reference (dingtalk.md §5.4) documents only the `params` configured on a button coming back
 with a click, not input fields on cards, so a reason typed on the card is UNCONFIRMED: when the click carries a
@@ -62,6 +66,9 @@ REFERRAL_CARD = declare_card(
         buttons=(Button("referral.accept", "接收"), Button("referral.reject", "退回")),
     )
 )
+
+GROUP_TAIL = "g"  # out_track_id tails of group cards start with it (told apart in the sandbox and logs)
+NOT_RECEIVER = "您不是该转诊的接收方，不能办理"
 
 HALF_DAY_ENDS = {"am": 12, "pm": 18}  # China time: a half-day already over today is not offered
 
@@ -239,7 +246,7 @@ def _act(click: CardClick, action: str) -> Mapping[str, str]:
         except ApiError:
             found = set()
     if states.RECEIVER not in found:
-        raise KeepOpen({"hint": "您不是该转诊的接收方，不能办理"})
+        raise KeepOpen({"hint": NOT_RECEIVER})
     reason = str(click.params.get("reason") or "").strip()
     if action == "reject" and not reason:
         raise KeepOpen({"hint": "退回须填写原因：请点「查看详情」在转诊页面退回"})

@@ -164,3 +164,26 @@ class ReferralSlot(Model):
     booked: orm.Mapped[int] = orm.mapped_column(default=0)
     updated_by: orm.Mapped[str] = orm.mapped_column(sa.String(140))
     updated_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class ReferralChat(Model):
+    """The group chat a department (or an institution) takes referral cards in (`chats`): one per node.
+
+    Either an existing group an administrator registers (its members are the department's business: the
+    workbench cannot list a group's members, so `member_userids` is None) or a scene group the workbench creates
+    with the node's members and the institution's referral coordinators (`member_userids`: who it put in, so a
+    receiver who joined the department later still gets a one-to-one card). `open_conversation_id` is None only
+    while a creation has not succeeded (`last_error` says why)."""
+
+    __tablename__ = "referral_chats"
+
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    node_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("org_nodes.id"), unique=True)
+    open_conversation_id: orm.Mapped[str | None] = orm.mapped_column(sa.String(100))
+    chat_id: orm.Mapped[str | None] = orm.mapped_column(sa.String(100))
+    owner_userid: orm.Mapped[str | None] = orm.mapped_column(sa.String(64))
+    member_userids: orm.Mapped[list | None] = orm.mapped_column(JSON)
+    created_by: orm.Mapped[str] = orm.mapped_column(sa.String(140))
+    created_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow)
+    last_synced_at: orm.Mapped[datetime | None] = orm.mapped_column(UTCDateTime())
+    last_error: orm.Mapped[str | None] = orm.mapped_column(sa.String(300))

@@ -1,15 +1,18 @@
 """Who hears about a referral's transitions: `on_transition`, called by `service.apply_transition` after every
 successful state change, queues everything in the same transaction (nothing goes out unless it commits).
 
-- submit / resubmit: a card (`cards.REFERRAL_CARD`) to each person of the receiving side (`timers.receiving_side`),
-  one-to-one by the app's robot. The departments have no group chat of their own in the workbench, so "the card
-  to its group" is these one-to-one cards, which all show the same data.
+- submit / resubmit: when the receiving side has a referral chat (`chats.chat_for`: the target department's, else
+  the target institution's), ONE card (`cards.REFERRAL_CARD`) goes to that group, @-ing the target institution's
+  referral coordinators and the named doctor who are in it; the receivers (`timers.receiving_side`) not in the
+  group (`chats.covered`: the county's referral office, a family-doctor team outside the node …) still get the
+  card one-to-one by the app's robot. Without a chat every receiver gets it one-to-one. All cards of a referral
+  show the same data.
 - Green channel (priority "green", up or lateral): the platform accepts at once (SYSTEM `auto_accept`), the cards
-  go out already accepted and marked 绿色通道, and the receiving side gets an urgent notice: a work notice at the
-  highest outbox priority plus a one-to-one robot message. DING (`/v1.0/robot/ding/send`) exists in the SDK but
-  neither the reference (dingtalk.md) nor the sandbox covers it, so it is not used. Consent stays required for
-  green referrals too: it is one tick on the form, not paperwork; the clinical summary and documents may follow
-  (attachments can be added while the referral is shared).
+  (the group card too) go out already accepted and marked 绿色通道, and the receiving side gets an urgent notice:
+  a work notice at the highest outbox priority plus a one-to-one robot message. DING (`/v1.0/robot/ding/send`)
+  exists in the SDK but neither the reference (dingtalk.md) nor the sandbox covers it, so it is not used. Consent
+  stays required for green referrals too: it is one tick on the form, not paperwork; the clinical summary and
+  documents may follow (attachments can be added while the referral is shared).
 - Every later transition: the cards are updated in place (state, who acted, the booked slot) by the job
   `sync_cards`, queued after commit because `update_card` calls DingTalk; cards of a referral that waits for
   nobody's decision any more are closed (claimed) so a late tap only gets the card back.
@@ -31,7 +34,7 @@ from sqlalchemy import orm
 from bot import messages, outbox
 from bot.cards import send_card, update_card
 from bot.models import BotCard, OutboxMessage
-from mini_apps.referral import cards, states
+from mini_apps.referral import cards, chats, states
 from mini_apps.referral.models import PRIORITIES, Referral, ReferralEvent
 from org_sync.models import OrgMember, OrgNode
 from workbench import audit, db, h5
@@ -97,6 +100,21 @@ def _send_cards(session: orm.Session, referral: Referral, event: ReferralEvent, 
         return
     data = cards.card_data(session, referral)
     priority = "high" if urgent or referral.priority != "routine" else "normal"
+    chat = chats.chat_for(session, referral)
+    if chat is not None:
+        inside = chats.covered(session, chat, to)
+        send_card(
+            cards.REFERRAL_CARD,
+            data,
+            out_track_id=cards.out_track_id(referral.id, event.id, cards.GROUP_TAIL + uuid.uuid4().hex[:15]),
+            group=chat.open_conversation_id,
+            at_userids=chats.mentions(session, referral, inside) or None,
+            priority=priority,
+        )
+        if chats.out_of_step(session, chat):
+            chats.schedule_sync(session, chat.node_id)
+        in_group = set(inside)
+        to = [userid for userid in to if userid not in in_group]
     for userid in to:
         send_card(
             cards.REFERRAL_CARD,

@@ -39,6 +39,10 @@ CLINICAL = (
     ("medications", "目前用药"),
 )
 DOWN_CLINICAL = (("rehab_plan", "康复计划"), ("medication_list", "用药清单"), ("follow_up_schedule", "随访安排"))
+# A down-referral (转回基层) follows an up- or lateral referral in these states (service checks the same), with
+# this reason preselected; the form is opened with `?parent=<id>`, a draft reopened with `?id=<id>`.
+DOWN_FROM = ("completed", "closed")
+DOWN_REASON = "rehab_chronic"
 # Every action a referral page may offer, with its label and whether it needs a reason (退回, 撤销).
 ACTIONS = [
     [move.action, move.label, move.needs_reason]
@@ -67,6 +71,8 @@ def _page(template: str, script: str, **config: Any) -> Response:
         "actions": ACTIONS,
         "clinical": [list(pair) for pair in CLINICAL],
         "downClinical": [list(pair) for pair in DOWN_CLINICAL],
+        "downFrom": list(DOWN_FROM),
+        "downReason": DOWN_REASON,
         "attachmentKinds": _pairs(ATTACHMENT_KINDS),
         "halfDays": _pairs(HALF_DAYS),
         **config,
@@ -82,7 +88,8 @@ def home() -> Response:
 
 @bp.get("/new")
 def new() -> Response:
-    """新建转诊: the form (保存草稿 / 提交), attachments uploaded once the referral exists."""
+    """新建转诊: the form (保存草稿 / 提交), attachments uploaded once the referral exists; `?parent=<id>` for a
+    down-referral from a completed up-referral (康复计划, 用药清单, 随访安排), `?id=<id>` to edit a draft."""
     return _page("new.html", "new.js")
 
 

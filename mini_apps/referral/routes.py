@@ -10,7 +10,7 @@ import json
 from flask import Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from mini_apps.referral import fhir, figures, icd10, schemas, service, slots
+from mini_apps.referral import chats, fhir, figures, icd10, schemas, service, slots
 from workbench.api import Blueprint
 from workbench.auth import current_principal, login_required, require_role
 from workbench.errors import ApiError
@@ -25,6 +25,16 @@ bp = Blueprint("referral", __name__, url_prefix="/api/referrals", description="�
 def create_referral(body: dict) -> dict:
     """A referral from the caller's institution: a draft, or submitted at once with `"submit": true`."""
     return service.create_referral(current_principal(), body)
+
+
+@bp.route("/<int:referral_id>", methods=["PATCH"])
+@login_required
+@bp.arguments(schemas.ReferralPatchSchema)
+@bp.response(200, schemas.ReferralSchema)
+def update_draft(body: dict, referral_id: int) -> dict:
+    """Edit a draft (applicant side): any create fields, the rest kept; `"submit": true` then submits it. Past its
+    draft a referral is a 409 with the caller's allowed actions."""
+    return service.update_draft(current_principal(), referral_id, body)
 
 
 @bp.route("", methods=["GET"])
@@ -177,3 +187,57 @@ def import_fhir() -> dict:
     if body is None:
         raise ApiError("validation_error", "请求体须为 FHIR JSON（application/fhir+json）", status=422, field="body")
     return fhir.import_bundle(current_principal(), body)
+
+
+# -- referral chats: the group a receiving department takes its cards in ------------------------------------------
+
+
+@bp.route("/chats", methods=["GET"])
+@require_role(*chats.MANAGERS)
+@bp.response(200, schemas.ReferralChatListSchema)
+def list_chats() -> dict:
+    """The referral chats of the departments and institutions the caller manages."""
+    return chats.list_chats(current_principal())
+
+
+@bp.route("/chats/<int:node_id>", methods=["GET"])
+@require_role(*chats.MANAGERS)
+@bp.response(200, schemas.ReferralChatSchema)
+def get_chat(node_id: int) -> dict:
+    """One node's referral chat (404 when it has none, or the node is outside the caller's scope)."""
+    return chats.get_chat(current_principal(), node_id)
+
+
+@bp.route("/chats/<int:node_id>", methods=["PUT"])
+@require_role(*chats.MANAGERS)
+@bp.arguments(schemas.ReferralChatInputSchema)
+@bp.response(200, schemas.ReferralChatSchema)
+def register_chat(body: dict, node_id: int) -> dict:
+    """Register an existing group (its openConversationId) as the node's referral chat: the node's cards go there
+    as one group card. 422 `conversation_id` when DingTalk does not know the group."""
+    return chats.register_chat(current_principal(), node_id, body["conversation_id"])
+
+
+@bp.route("/chats/<int:node_id>/create", methods=["POST"])
+@require_role(*chats.MANAGERS)
+@bp.response(201, schemas.ReferralChatSchema)
+def create_chat(node_id: int) -> dict:
+    """Create a scene group with the node's members and its institution's referral coordinators (owner: the node's
+    leader, else the caller). 409 when the node has a chat already or no group template is configured."""
+    return chats.create_chat(current_principal(), node_id)
+
+
+@bp.route("/chats/<int:node_id>/sync", methods=["POST"])
+@require_role(*chats.MANAGERS)
+@bp.response(200, schemas.ReferralChatSchema)
+def sync_chat(node_id: int) -> dict:
+    """Add the node's members and coordinators who joined since to a group the workbench created."""
+    return chats.sync_chat(current_principal(), node_id)
+
+
+@bp.route("/chats/<int:node_id>", methods=["DELETE"])
+@require_role(*chats.MANAGERS)
+@bp.response(204)
+def delete_chat(node_id: int) -> None:
+    """Stop using the node's group (the group stays in DingTalk); its cards go one-to-one again."""
+    chats.delete_chat(current_principal(), node_id)

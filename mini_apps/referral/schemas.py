@@ -79,6 +79,16 @@ class ReferralInputSchema(Schema):
     clinical = fields.Nested(ClinicalSchema, load_default=dict)
 
 
+class ReferralPatchSchema(ReferralInputSchema):
+    """A draft's edit: any of the create fields, each checked as on create; absent ones keep the draft's values
+    (no defaults are filled in), and `clinical` merges field by field (an empty string clears one)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        # Partial at the top level only: a `patient` given again still needs its name and ID number.
+        kwargs.setdefault("partial", tuple(ReferralInputSchema._declared_fields))
+        super().__init__(*args, **kwargs)
+
+
 class SlotInputSchema(Schema):
     day = fields.Date(required=True)
     half_day = fields.String(required=True, validate=validate.OneOf(tuple(HALF_DAYS)))
@@ -343,3 +353,32 @@ class ReferralFiguresSchema(Schema):
     start = fields.Date()
     end = fields.Date()
     items = fields.List(fields.Nested(ReferralNodeFiguresSchema))
+
+
+# -- referral chats (the group a receiving department takes its cards in: mini_apps/referral/chats.py) -------------
+
+
+class ReferralChatInputSchema(Schema):
+    conversation_id = fields.String(
+        required=True,
+        validate=[validate.Length(min=1, max=100), _not_blank],
+        metadata={"description": "the group's openConversationId (an existing scene group with the app's robot)"},
+    )
+
+
+class ReferralChatSchema(Schema):
+    node_id = fields.Integer()
+    node_name = fields.String()
+    open_conversation_id = fields.String(allow_none=True, metadata={"description": "null while creation failed"})
+    chat_id = fields.String(allow_none=True)
+    owner_userid = fields.String(allow_none=True)
+    source = fields.String(metadata={"description": "registered (an existing group) or created (by the workbench)"})
+    member_count = fields.Integer(allow_none=True, metadata={"description": "created groups: userids put in"})
+    created_by = fields.String()
+    created_at = fields.DateTime()
+    last_synced_at = fields.DateTime(allow_none=True)
+    last_error = fields.String(allow_none=True)
+
+
+class ReferralChatListSchema(Schema):
+    items = fields.List(fields.Nested(ReferralChatSchema))

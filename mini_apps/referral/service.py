@@ -549,13 +549,12 @@ PATIENT_COLUMNS = (
 )
 
 
-def create_referral(principal: Principal, data: Mapping[str, Any], session: orm.Session | None = None) -> dict:
-    """A new referral from the caller's institution: a draft, or submitted at once (`submit`). Everything is
-    checked before anything is written, so a refused request stores nothing."""
-    session = session or db.session()
-    if principal.member_id is None:
-        raise ApiError("forbidden", "转诊须由机构人员发起", status=403)
-    sides = sides_of(session, principal)
+def _checked_input(
+    session: orm.Session, principal: Principal, sides: Sides, data: Mapping[str, Any], *, draft: Referral | None = None
+) -> tuple[OrgNode, dict[str, Any]]:
+    """Every check of a whole referral input (create's, and a draft's once edited): the applicant institution and
+    the referral's column values, or a 422 naming the field. For a draft, the applicant institution and the
+    patient (unless given again, or the down-referral now follows another up-referral) stay the draft's."""
     direction = data["direction"]
 
     # Applicant: the caller's institution, through the department they refer from.
@@ -564,6 +563,10 @@ def create_referral(principal: Principal, data: Mapping[str, Any], session: orm.
         applicant = _institution_of(session, department)
         if department.level != "internal_department" or applicant is None:
             raise _invalid("applicant_department_id", "申请科室须为本机构的科室")
+    elif draft is not None:
+        # A draft stays with the institution it was written in.
+        department = None
+        applicant = session.get(OrgNode, draft.applicant_institution_id)
     else:
         department = None
         own = sorted(sides.institutions)
@@ -574,6 +577,8 @@ def create_referral(principal: Principal, data: Mapping[str, Any], session: orm.
         principal.operator or applicant.id in sides.institutions or sides.wide.covers_path(applicant.path)
     ):
         raise _invalid("applicant_department_id", "申请科室须属于您所在的机构")
+    if draft is not None and applicant.id != draft.applicant_institution_id:
+        raise _invalid("applicant_department_id", "草稿的申请科室须属于原申请机构")
 
     # Target institution, department and doctor.
     target = _live_node(session, data["target_institution_id"], "target_institution_id", "接收机构")
@@ -606,6 +611,8 @@ def create_referral(principal: Principal, data: Mapping[str, Any], session: orm.
         patient = _patient_from_resident(session, principal, data["resident_id"])
     elif data.get("patient"):
         patient = _patient_entered(data["patient"])
+    elif draft is not None and (parent is None or parent.id == draft.parent_id):
+        patient = {column: getattr(draft, column) for column in PATIENT_COLUMNS}
     elif parent is not None:
         patient = {column: getattr(parent, column) for column in PATIENT_COLUMNS}
     else:
@@ -624,33 +631,48 @@ def create_referral(principal: Principal, data: Mapping[str, Any], session: orm.
     clinical = {key: value for key, value in (data.get("clinical") or {}).items() if value}
     if extra := sorted(set(clinical) - set(allowed_fields)):
         raise _invalid(f"clinical.{extra[0]}", "仅下转可以填写康复计划、用药清单和随访安排")
+    values = {
+        "direction": direction,
+        "mode": data["mode"],
+        "priority": data["priority"],
+        "parent_id": parent.id if parent else None,
+        "applicant_institution_id": applicant.id,
+        "applicant_department_id": department.id if department else None,
+        "target_institution_id": target.id,
+        "target_department_id": target_department.id if target_department else None,
+        "target_member_id": target_member_id,
+        "reason_code": data["reason_code"],
+        "reason_text": (data.get("reason_text") or "").strip(),
+        "consent": consent,
+        "primary_diagnosis_code": primary["code"],
+        "primary_diagnosis_name": primary["name"],
+        "secondary_diagnoses": secondary,
+        "clinical_cipher": privacy.encrypt_field(
+            json.dumps(clinical, ensure_ascii=False), privacy.keyring(), context=CLINICAL_CONTEXT
+        ),
+        **patient,
+    }
+    return applicant, values
+
+
+def create_referral(principal: Principal, data: Mapping[str, Any], session: orm.Session | None = None) -> dict:
+    """A new referral from the caller's institution: a draft, or submitted at once (`submit`). Everything is
+    checked before anything is written, so a refused request stores nothing."""
+    session = session or db.session()
+    if principal.member_id is None:
+        raise ApiError("forbidden", "转诊须由机构人员发起", status=403)
+    sides = sides_of(session, principal)
+    applicant, values = _checked_input(session, principal, sides, data)
+    submit = bool(data.get("submit"))
 
     now = utcnow()
     referral = Referral(
-        direction=direction,
-        mode=data["mode"],
-        priority=data["priority"],
         state="draft",
-        parent_id=parent.id if parent else None,
-        applicant_institution_id=applicant.id,
-        applicant_department_id=department.id if department else None,
         applicant_member_id=principal.member_id,
-        target_institution_id=target.id,
-        target_department_id=target_department.id if target_department else None,
-        target_member_id=target_member_id,
-        reason_code=data["reason_code"],
-        reason_text=(data.get("reason_text") or "").strip(),
-        consent=consent,
-        consent_at=now if consent else None,
-        primary_diagnosis_code=primary["code"],
-        primary_diagnosis_name=primary["name"],
-        secondary_diagnoses=secondary,
-        clinical_cipher=privacy.encrypt_field(
-            json.dumps(clinical, ensure_ascii=False), privacy.keyring(), context=CLINICAL_CONTEXT
-        ),
+        consent_at=now if values["consent"] else None,
         created_at=now,
         updated_at=now,
-        **patient,
+        **values,
     )
     try:
         session.add(referral)
@@ -713,6 +735,134 @@ def _target_member(session: orm.Session, target: OrgNode, userid: str) -> int:
         if owner is not None and owner.id == target.id:
             return member_id
     raise _invalid("target_doctor_userid", "接收医生须为接收机构的在职人员")
+
+
+# The request keys a draft's edit may carry (the create fields); patient and resident are given again or kept.
+_DRAFT_KEYS = (
+    "direction",
+    "mode",
+    "priority",
+    "applicant_department_id",
+    "target_institution_id",
+    "target_department_id",
+    "target_doctor_userid",
+    "reason_code",
+    "reason_text",
+    "parent_id",
+    "consent",
+    "primary_diagnosis",
+    "secondary_diagnoses",
+)
+
+
+def _draft_as_input(session: orm.Session, referral: Referral) -> dict[str, Any]:
+    """A stored draft in the create request's shape, so an edit is checked as a whole referral."""
+    userid = (
+        session.scalar(sa.select(OrgMember.userid).where(OrgMember.id == referral.target_member_id))
+        if referral.target_member_id is not None
+        else None
+    )
+    text = privacy.decrypt_field(referral.clinical_cipher, privacy.keyring(), context=CLINICAL_CONTEXT)
+    return {
+        "direction": referral.direction,
+        "mode": referral.mode,
+        "priority": referral.priority,
+        "applicant_department_id": referral.applicant_department_id,
+        "target_institution_id": referral.target_institution_id,
+        "target_department_id": referral.target_department_id,
+        "target_doctor_userid": userid,
+        "reason_code": referral.reason_code,
+        "reason_text": referral.reason_text,
+        "parent_id": referral.parent_id,
+        "consent": referral.consent,
+        "primary_diagnosis": {"code": referral.primary_diagnosis_code},
+        "secondary_diagnoses": [{"code": item["code"]} for item in referral.secondary_diagnoses or []],
+        "clinical": json.loads(text) if text else {},
+    }
+
+
+def _merged_draft(stored: dict[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The draft with the request's fields over it. Clinical fields merge one by one (an empty one clears it); a
+    new target institution drops the old one's named doctor unless one is named again."""
+    merged = {**stored, **{key: changes[key] for key in _DRAFT_KEYS if key in changes}}
+    if "clinical" in changes:
+        merged["clinical"] = {**stored["clinical"], **(changes["clinical"] or {})}
+    if "target_doctor_userid" not in changes and merged["target_institution_id"] != stored["target_institution_id"]:
+        merged["target_doctor_userid"] = None
+    for key in ("resident_id", "patient"):
+        if changes.get(key) is not None:
+            merged[key] = changes[key]
+    merged["submit"] = bool(changes.get("submit"))
+    return merged
+
+
+def update_draft(
+    principal: Principal, referral_id: int, changes: Mapping[str, Any], session: orm.Session | None = None
+) -> dict[str, Any]:
+    """Edit a draft by its applicant side: any of the create fields (absent ones keep their values), checked as a
+    whole referral exactly as `create_referral` checks one; `submit` then submits it through the state machine.
+    Read rules first (404 outside, 403 for supervisors and the receiving side); a referral past its draft is a
+    409 listing what the caller may do instead. Nothing is written when a check fails."""
+    session = session or db.session()
+    referral, _, found = visible_referral(session, principal, referral_id)
+    if states.APPLICANT not in found:
+        raise ApiError("forbidden", "只有申请方可以修改转诊", status=403)
+    if referral.state != "draft":
+        allowed = states.allowed_actions(referral.direction, referral.state, states.APPLICANT)
+        label = states.STATES.get(referral.state, referral.state)
+        raise ApiError(
+            "illegal_transition",
+            f"转诊当前为「{label}」，只有草稿可以修改；可执行：{'、'.join(allowed) or '无'}",
+            status=409,
+            field="state",
+            details={"allowed": allowed, "state": referral.state},
+        )
+    stored = _draft_as_input(session, referral)
+    merged = _merged_draft(stored, changes)
+    sides = sides_of(session, principal)
+    applicant, values = _checked_input(session, principal, sides, merged, draft=referral)
+    now = utcnow()
+    values["consent_at"] = (referral.consent_at or now) if values["consent"] else None
+    values["updated_at"] = now
+    changed = sorted(key for key in set(_DRAFT_KEYS) | {"clinical", "patient", "resident_id"} if key in changes)
+    try:
+        # Conditional on still being a draft: an edit racing a submit (or a cancel) loses instead of changing a
+        # referral the other side may already be reading.
+        result = session.execute(
+            sa.update(Referral)
+            .where(Referral.id == referral.id, Referral.state == "draft")
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:
+            raise _conflict(session, referral, "draft")
+        for key, value in values.items():
+            orm.attributes.set_committed_value(referral, key, value)
+        if changes.get("submit"):
+            apply_transition(
+                session,
+                referral,
+                "submit",
+                actor=principal.actor,
+                member_id=principal.member_id,
+                side=states.APPLICANT,
+                now=now,
+            )
+        audit.record(
+            principal,
+            "referral.update",
+            resource_type="referral",
+            resource_id=referral.id,
+            node_id=applicant.id,
+            detail={"fields": changed, "state": referral.state, "parent_id": referral.parent_id},
+            session=session,
+        )
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    nodes = _nodes(session, [referral])
+    return _detail(session, principal, referral, nodes, {states.APPLICANT}, audited=False)
 
 
 # -- read -------------------------------------------------------------------------------------------------------

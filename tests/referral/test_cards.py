@@ -215,10 +215,13 @@ def test_reject_needs_a_reason_and_only_the_receiving_side_acts(
 
     # Someone not on the receiving side (the applicant, tapping a forwarded card): nothing happens.
     click(sandbox, card, w.doctor.userid, "referral.accept")
-    assert params(cards_of(sandbox, rid, since)[coordinator.userid])["hint"] == "您不是该转诊的接收方，不能办理"
-    # 退回 without a reason: the card stays open and points to the page.
+    shown = cards_of(sandbox, rid, since)[coordinator.userid]
+    assert shown["privateData"][w.doctor.userid]["cardParamMap"]["hint"] == "您不是该转诊的接收方，不能办理"
+    assert not params(shown).get("hint")  # only the one who tapped is told
+    # 退回 without a reason: the card stays open and points the coordinator to the page.
     click(sandbox, card, coordinator.userid, "referral.reject")
-    assert "转诊页面" in params(cards_of(sandbox, rid, since)[coordinator.userid])["hint"]
+    shown = cards_of(sandbox, rid, since)[coordinator.userid]
+    assert "转诊页面" in shown["privateData"][coordinator.userid]["cardParamMap"]["hint"]
     assert [action for action, _, _ in events(tree_app, rid)] == ["create", "submit"]
     with tree_app.app_context():
         assert db.session().get(BotCard, card["outTrackId"]).acted_by is None

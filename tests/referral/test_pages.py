@@ -10,9 +10,8 @@ inbox, accepts it with a slot, and the timeline shows both; nothing overflows a 
 
 from __future__ import annotations
 
+import json
 import re
-import threading
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -21,7 +20,7 @@ import sqlalchemy as sa
 from mini_apps.family_doctor import service as family_doctor
 from mini_apps.referral.models import Referral, ReferralEvent
 from tests.h5 import test_browser
-from tests.h5.test_browser import TIMEOUT_MS, Member, pick
+from tests.h5.test_browser import Member, pick
 from tests.referral.conftest import Person, ReferralWorld, id_number, up_payload
 from workbench import db
 
@@ -72,32 +71,6 @@ def test_targets_are_the_county_institutions_with_their_departments(tree_client,
 
 
 # -- in a browser -----------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def live(tree_app) -> Iterator[str]:
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, tree_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="referral-pages", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(10)
-
-
-@pytest.fixture
-def phone(browser) -> Iterator[object]:
-    context = browser.new_context(viewport={"width": 375, "height": 760}, locale="zh-CN", service_workers="block")
-    context.set_default_timeout(TIMEOUT_MS)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
 
 
 def _sign_in_here(page, live: str, person: Person) -> None:
@@ -331,3 +304,179 @@ def test_a_signed_resident_is_picked_and_a_late_accept_is_told_who_won(
     expect(page.locator("#state .badge")).to_have_text("已接收")
     expect(page.locator('#actions [data-action="accept"]')).to_have_count(0)
     expect(page.locator('#timeline li[data-action="accept"]')).to_contain_text(w.coordinators[1].name)
+
+
+def test_the_form_shell_carries_the_down_referral_and_draft_config(tree_client):
+    html = tree_client.get(PAGES + "new").get_data(as_text=True)
+    config = json.loads(re.search(r'<script type="application/json" id="wb-config">(.*?)</script>', html, re.S)[1])
+    assert config["downClinical"] == [
+        ["rehab_plan", "康复计划"],
+        ["medication_list", "用药清单"],
+        ["follow_up_schedule", "随访安排"],
+    ]
+    assert config["downFrom"] == ["completed", "closed"] and config["downReason"] == "rehab_chronic"
+    assert ["down", "下转"] in config["directions"]
+    assert config["create"] == PAGES + "new"
+    # The form's places for the down-referral's parent and fields, and the current patient of a reopened draft.
+    markers = ('id="parent-card"', 'data-error-for="parent_id"', 'id="down-card"', 'id="down-clinical"')
+    for marker in (*markers, 'id="patient-current"'):
+        assert marker in html, marker
+    # The referral page links to the form (编辑草稿, 转回基层).
+    assert 'id="links-card"' in tree_client.get(PAGES + "referrals/3").get_data(as_text=True)
+
+
+def _completed_up_referral(client, w: ReferralWorld) -> int:
+    """An up-referral from the township doctor that the hospital department has finished treating (over the API)."""
+    reply = client.post(API, json=up_payload(w, submit=True), headers=w.doctor.headers)
+    assert reply.status_code == 201, reply.get_json()
+    rid = reply.get_json()["id"]
+    for action in ("accept", "arrive", "start_treatment", "complete"):
+        reply = client.post(f"{API}/{rid}/actions/{action}", json={}, headers=w.receiver.headers)
+        assert reply.status_code == 200, (action, reply.get_json())
+    return rid
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_the_hospital_refers_a_treated_patient_back_down_through_the_form(
+    tree_app, tree_client, ref_world: ReferralWorld, live, phone
+):
+    expect = test_browser.expect
+    page, w = phone, ref_world
+    parent = _completed_up_referral(tree_client, w)
+
+    # The treating clinician opens the finished up-referral: 转回基层 is offered.
+    _sign_in_here(page, live, w.receiver)
+    page.goto(live + PAGES + f"referrals/{parent}")
+    expect(page.locator("#state .badge")).to_have_text("诊疗完毕")
+    page.locator("#refer-down").click()
+    page.wait_for_url(live + PAGES + f"new?parent={parent}")
+
+    # The form, prefilled from the up-referral: down, back to the township institution, its patient and diagnosis.
+    expect(page.locator(".bar h1")).to_have_text("转回基层")
+    expect(page.locator("#parent-info")).to_contain_text("转回自上转")
+    expect(page.locator("#direction")).to_have_value("down")
+    expect(page.locator("#direction")).to_be_disabled()
+    expect(page.locator("#target_institution_id")).to_have_value(str(w.grassroots_institution_id))
+    expect(page.locator("#target_department_id")).to_have_value(str(w.grassroots_department_id))
+    expect(page.locator("#reason_code")).to_have_value("rehab_chronic")
+    expect(page.locator('[id="primary_diagnosis.code"]')).to_have_value("I10")
+    expect(page.locator('#secondary [data-code="E11.9"]')).to_be_visible()
+    expect(page.locator("#patient-current")).to_contain_text("沿用上转患者信息")
+    expect(page.locator('[id="patient.name"]')).to_be_hidden()
+    expect(page.locator("#down-card")).to_be_visible()
+    page.fill("#c-rehab_plan", "低盐饮食，每日步行30分钟")
+    page.fill("#c-medication_list", "氨氯地平 5mg qd")
+    page.fill("#c-follow_up_schedule", "出院后7天首次随访，此后每月一次")
+    page.fill("#c-treatment", "住院调整降压方案")
+    _fits(page)
+
+    # No consent: refused next to the checkbox, nothing stored.
+    page.locator("#submit").click()
+    expect(page.locator('[data-error-for="consent"]')).to_have_text("提交转诊须患者知情同意")
+    assert len(_referrals(tree_app)) == 1
+    page.check("#consent")
+    page.locator("#submit").click()
+
+    page.wait_for_url(re.compile(re.escape(live + PAGES) + r"referrals/\d+\?created=1$"))
+    [child] = [r for r in _referrals(tree_app) if r.id != parent]
+    assert (child.direction, child.state, child.parent_id) == ("down", "submitted", parent)
+    assert child.target_institution_id == w.grassroots_institution_id
+    assert child.target_department_id == w.grassroots_department_id
+    assert child.applicant_institution_id == w.hospital_id and child.reason_code == "rehab_chronic"
+    with tree_app.app_context():
+        parent_row = db.session().get(Referral, parent)
+        assert child.patient_id_hash == parent_row.patient_id_hash, "the up-referral's patient"
+    expect(page.locator("#state .badge")).to_have_text("待接收")
+    expect(page.locator("#clinical")).to_contain_text("低盐饮食，每日步行30分钟")
+    expect(page.locator("#clinical")).to_contain_text("出院后7天首次随访")
+    expect(page.locator("#clinical")).to_contain_text("氨氯地平 5mg qd")
+    expect(page.locator("#refer-down")).to_have_count(0)
+
+    # The township doctor finds it in the inbox with the rehab plan shared.
+    _sign_in_here(page, live, w.doctor)
+    page.locator("#tab-inbox").click()
+    row = page.locator(f'#referrals li[data-id="{child.id}"]')
+    expect(row).to_contain_text("下转")
+    row.locator("a").click()
+    expect(page.locator("#clinical")).to_contain_text("随访安排")
+    expect(page.locator('#actions [data-action="accept"]')).to_be_visible()
+    # Not theirs to refer down from: the township doctor is the up-referral's applicant.
+    page.goto(live + PAGES + f"referrals/{parent}")
+    expect(page.locator("#state .badge")).to_have_text("诊疗完毕")
+    expect(page.locator("#refer-down")).to_have_count(0)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_draft_is_saved_reopened_from_the_outbox_edited_and_submitted(
+    tree_app, tree_client, ref_world: ReferralWorld, live, phone
+):
+    expect = test_browser.expect
+    page, w = phone, ref_world
+    _sign_in_here(page, live, w.doctor)
+    page.goto(live + PAGES + "new")
+    expect(page.locator("#down-card")).to_be_hidden()  # up by default: no rehab fields
+    page.select_option("#direction", "up")
+    page.select_option("#mode", "outpatient")
+    page.select_option("#target_institution_id", str(w.hospital_id))
+    page.select_option("#target_department_id", str(w.hospital_department_id))
+    page.select_option("#reason_code", "further_care")
+    page.fill("#reason_text", "血糖控制不佳")
+    number = id_number(63)
+    page.locator('[id="patient.name"]').fill("孙桂芳")
+    page.locator('[id="patient.id_number"]').fill(number)
+    page.locator('[id="primary_diagnosis.code"]').fill("E11.9")
+    page.fill("#c-chief_complaint", "口干多饮1月")
+    page.fill("#c-allergies", "磺胺过敏")
+    page.locator("#draft").click()  # no consent needed for a draft
+    page.wait_for_url(re.compile(r"/referrals/\d+\?created=1$"))
+    [draft] = _referrals(tree_app)
+    assert draft.state == "draft" and not draft.consent
+    expect(page.locator("#state .badge")).to_have_text("草稿")
+    expect(page.locator("#edit-draft")).to_be_visible()
+
+    # The outbox opens the draft back in the form, filled in.
+    page.locator("#back").click()
+    row = page.locator(f'#referrals li[data-id="{draft.id}"]')
+    expect(row.locator(".badge.draft")).to_have_text("草稿")
+    row.locator("a").click()
+    page.wait_for_url(live + PAGES + f"new?id={draft.id}")
+    expect(page.locator(".bar h1")).to_have_text("编辑草稿")
+    expect(page.locator("#form-mode")).to_contain_text(draft.referral_no)
+    expect(page.locator("#direction")).to_have_value("up")
+    expect(page.locator("#target_department_id")).to_have_value(str(w.hospital_department_id))
+    expect(page.locator("#reason_text")).to_have_value("血糖控制不佳")
+    expect(page.locator('[id="primary_diagnosis.code"]')).to_have_value("E11.9")
+    expect(page.locator("#c-allergies")).to_have_value("磺胺过敏")
+    expect(page.locator("#patient-current")).to_contain_text("孙桂芳")
+    expect(page.locator("#consent")).not_to_be_checked()
+    assert number not in page.locator("body").inner_text(), "the ID number only masked"
+    _fits(page)
+
+    # Edited: a clinical field cleared, the reason and priority changed; 提交 without consent first.
+    page.fill("#c-allergies", "")
+    page.fill("#reason_text", "血糖控制不佳，需调整胰岛素方案")
+    page.select_option("#priority", "urgent")
+    page.locator("#submit").click()
+    expect(page.locator('[data-error-for="consent"]')).to_have_text("提交转诊须患者知情同意")
+    with tree_app.app_context():
+        assert db.session().get(Referral, draft.id).state == "draft"
+    page.check("#consent")
+    page.locator("#submit").click()
+    page.wait_for_url(re.compile(re.escape(live + PAGES) + f"referrals/{draft.id}" + r"\?created=1$"))
+    expect(page.locator("#state .badge")).to_have_text("待接收")
+    expect(page.locator("#edit-draft")).to_have_count(0)
+    expect(page.locator("#clinical")).to_contain_text("口干多饮1月")
+    expect(page.locator("#clinical")).not_to_contain_text("磺胺过敏")
+    [sent] = _referrals(tree_app)
+    assert (sent.id, sent.state, sent.priority, sent.consent) == (draft.id, "submitted", "urgent", True)
+    assert sent.reason_text == "血糖控制不佳，需调整胰岛素方案" and sent.patient_id_hash == draft.patient_id_hash
+    with tree_app.app_context():
+        actions = list(
+            db.session().scalars(
+                sa.select(ReferralEvent.action).where(ReferralEvent.referral_id == draft.id).order_by(ReferralEvent.id)
+            )
+        )
+    assert actions == ["create", "submit"]
+    # Past its draft, the form sends it back to its page.
+    page.goto(live + PAGES + f"new?id={draft.id}")
+    page.wait_for_url(live + PAGES + f"referrals/{draft.id}")

@@ -1,6 +1,6 @@
 /* 转诊 (/h5/apps/referral/): my outbox (as applicant) and inbox (as receiver), counts by state as filter chips,
    direction and priority filters, paging. The filters live in the address, so back from a referral returns to
-   the same view. */
+   the same view. A draft in the outbox opens back in the form, to edit and submit. */
 (function () {
   "use strict";
 
@@ -35,7 +35,7 @@
     var patient = item.patient || {};
     var diagnosis = item.primary_diagnosis || {};
     return el("li", { "data-id": String(item.id), class: item.priority === "green" ? "green" : "" }, [
-      el("a", { class: "row", href: R.referralUrl(item.id) }, [
+      el("a", { class: "row", href: box === "outbox" && item.state === "draft" ? cfg.create + "?id=" + item.id : R.referralUrl(item.id) }, [
         el("span", { class: "line" }, [
           el("b", { text: patient.name || "" }),
           el("small", { text: [patient.sex === "M" ? "男" : patient.sex === "F" ? "女" : "", patient.age != null ? patient.age + "岁" : ""].filter(Boolean).join(" ") }),

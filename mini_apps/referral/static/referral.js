@@ -1,7 +1,8 @@
 /* One referral (/h5/apps/referral/referrals/<id>): details (masked), the clinical summary and attachments when
    the API shares them with the caller, the timeline, and the actions the API says the caller may take now
    (`allowed_actions`): 接收 with a slot picker, 退回 and 撤销 with a reason, 到诊, 诊疗完毕, 结案 … A 409 shows
-   its message (e.g. who accepted first) and the page reloads what is true now. */
+   its message (e.g. who accepted first) and the page reloads what is true now. Links to the form: 编辑草稿 for the
+   applicant's draft, 转回基层 for the treating side of a completed up-referral (a down-referral following it). */
 (function () {
   "use strict";
 
@@ -118,6 +119,20 @@
     });
   }
 
+  function links(r) {
+    var sides = r.sides || [];
+    var box = $("links");
+    box.textContent = "";
+    if (r.state === "draft" && sides.indexOf("applicant") >= 0) {
+      box.appendChild(el("a", { class: "btn", id: "edit-draft", href: cfg.create + "?id=" + r.id, text: "编辑草稿" }));
+    }
+    // The API decides whether the down-referral may follow (422 on parent_id otherwise); offered where it will.
+    if (r.direction !== "down" && cfg.downFrom.indexOf(r.state) >= 0 && sides.indexOf("receiver") >= 0) {
+      box.appendChild(el("a", { class: "btn", id: "refer-down", href: cfg.create + "?parent=" + r.id, text: "转回基层" }));
+    }
+    $("links-card").hidden = !box.children.length;
+  }
+
   async function act(action, known) {
     var form = $("action-form");
     R.clearErrors(form);
@@ -200,6 +215,7 @@
     clinical(referral);
     attachments(referral);
     actions(referral);
+    links(referral);
     timeline(got[1].items || []);
     R.ready();
   }
