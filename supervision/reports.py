@@ -35,7 +35,6 @@ from sqlalchemy import event, orm
 
 from bot.approvals import ApprovalOutcome, request_approval
 from bot.models import BotApproval
-from mini_apps.referral.service import sniff
 from org_sync.models import OrgMember, OrgMembership, OrgNode
 from supervision import feed, rollup, values
 from supervision.models import (
@@ -46,7 +45,7 @@ from supervision.models import (
     IndicatorSubmission,
 )
 from supervision.periods import Period, PeriodError, parse
-from workbench import audit
+from workbench import audit, uploads
 from workbench.auth.models import RoleGrant
 from workbench.auth.principal import INSTITUTION_LEVELS, Principal
 from workbench.db import paginate, utcnow
@@ -64,7 +63,6 @@ MAX_ITEMS = 200  # a unit reports a few dozen manual indicators at most
 MAX_NOTE = 500
 MAX_EVIDENCE = 20 * 1024 * 1024
 EVIDENCE_TYPES = {"application/pdf": (".pdf",), "image/png": (".png",), "image/jpeg": (".jpg", ".jpeg")}
-EXECUTABLE_MAGIC = (b"MZ", b"\x7fELF", b"#!")  # Windows PE, ELF, scripts: refused whatever the name says
 READER_ROLES = ("admin", "institution_admin", "supervisor")
 _PENDING_RECOMPUTE = "supervision.reports.recompute"
 
@@ -581,9 +579,9 @@ def add_evidence(
         raise ApiError("payload_too_large", "文件不能超过 20 MB", status=413, field="file")
     if not content:
         raise ApiError("validation_error", "文件为空", status=422, field="file")
-    if content.startswith(EXECUTABLE_MAGIC):
+    if uploads.is_executable(content):
         raise ApiError("unsupported_media_type", "不接受可执行文件或脚本", status=415, field="file")
-    content_type = sniff(content)
+    content_type = uploads.sniff(content)
     if content_type not in EVIDENCE_TYPES:
         raise ApiError("unsupported_media_type", "只接受 PDF、PNG 或 JPEG 文件", status=415, field="file")
     name = (filename or "").strip().replace("\\", "/").rsplit("/", 1)[-1][:200]

@@ -52,7 +52,7 @@ from mini_apps.referral.models import (
     ReferralSlot,
 )
 from org_sync.models import OrgMember, OrgMembership, OrgNode
-from workbench import audit, db, privacy
+from workbench import audit, db, privacy, uploads
 from workbench.auth.principal import INSTITUTION_LEVELS, Principal, Scope
 from workbench.db import utcnow
 from workbench.errors import ApiError
@@ -1085,24 +1085,6 @@ def list_referrals(principal: Principal, filters: Mapping[str, Any], session: or
 # -- attachments ------------------------------------------------------------------------------------------------
 
 
-def sniff(content: bytes) -> str | None:
-    """The content type the bytes are, among the documents accepted; None for anything else."""
-    if content.startswith(b"%PDF-"):
-        return "application/pdf"
-    if content.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if content.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if len(content) >= 132 and content[128:132] == b"DICM":
-        return "application/dicom"
-    return None
-
-
-def _refused_executable(content: bytes) -> bool:
-    # Windows PE, ELF, and scripts: refused whatever the name says.
-    return content.startswith((b"MZ", b"\x7fELF", b"#!"))
-
-
 def add_attachment(
     principal: Principal,
     referral_id: int,
@@ -1125,9 +1107,9 @@ def add_attachment(
         raise ApiError("payload_too_large", "文件不能超过 20 MB", status=413, field="file")
     if not content:
         raise _invalid("file", "文件为空")
-    if _refused_executable(content):
+    if uploads.is_executable(content):
         raise ApiError("unsupported_media_type", "不接受可执行文件或脚本", status=415, field="file")
-    content_type = sniff(content)
+    content_type = uploads.sniff(content)
     if content_type is None:
         raise ApiError("unsupported_media_type", "只接受 PDF、PNG、JPEG 或 DICOM 文件", status=415, field="file")
     name = (filename or "").strip().replace("\\", "/").rsplit("/", 1)[-1][:200]

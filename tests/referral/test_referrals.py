@@ -474,7 +474,7 @@ def test_two_coordinators_accept_at_once_one_wins(tree_app, ref_world: ReferralW
 
 
 def test_documents_are_recognised_by_their_bytes():
-    from mini_apps.referral.service import sniff
+    from workbench.uploads import sniff
 
     assert sniff(PDF) == "application/pdf"
     assert sniff(b"\x89PNG\r\n\x1a\n\x00\x00") == "image/png"
