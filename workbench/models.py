@@ -3,6 +3,15 @@
 from bot.models import BotApproval, BotCard, DailySend, OutboxMessage, WebhookRobot
 from mini_apps.catalog.models import AppGroup, CatalogApp
 from mini_apps.family_doctor.models import Contract, FamilyDoctorTeam, Resident, TeamMember
+from mini_apps.precision_control.models import (
+    Campaign,
+    CampaignPerson,
+    ControlTask,
+    ControlTaskEvent,
+    DispatchRule,
+    RosterImport,
+    ServiceArea,
+)
 from mini_apps.referral.models import Referral, ReferralAttachment, ReferralEvent, ReferralSlot
 from org_sync.models import OrgChange, OrgMember, OrgMembership, OrgNode, OrgSyncRun
 from org_sync.staging import OrgStageDept, OrgStageMembership, OrgStageUser, OrgSyncLock
@@ -39,10 +48,15 @@ __all__ = [
     "AuditRecord",
     "BotApproval",
     "BotCard",
+    "Campaign",
+    "CampaignPerson",
     "CatalogApp",
     "Contract",
+    "ControlTask",
+    "ControlTaskEvent",
     "DailySend",
     "DingTalkEvent",
+    "DispatchRule",
     "FamilyDoctorTeam",
     "FeedSystem",
     "Indicator",
@@ -70,6 +84,8 @@ __all__ = [
     "RefreshToken",
     "Resident",
     "RoleGrant",
+    "RosterImport",
+    "ServiceArea",
     "TeamMember",
     "WebhookRobot",
     "metadata",
