@@ -29,8 +29,10 @@ rules). Inbound, `transaction` and `collection` are both accepted. The entries:
 
 `from_bundle` first validates the JSON against the R4B models of `fhir.resources` (R4B's Task, ServiceRequest,
 Patient, Condition and DocumentReference are R4's), then maps it to `service.create_referral` input; anything
-missing or invalid is a 422 naming its JSON path (`entry[2].resource.code.coding[0].code`). Attachments referenced
-by URL are not fetched (no requests to addresses a Bundle names).
+missing or invalid is a 422 naming its JSON path (`entry[2].resource.code.coding[0].code`). Other documents with
+their bytes inline (`attachment.data`) become the referral's attachments, checked as uploads are (PDF, PNG, JPEG or
+DICOM recognised from the bytes, ≤ 20 MB, no executables) before anything is stored; documents referenced by URL
+only are not fetched (no requests to addresses a Bundle names) and the reply lists them under `not_fetched`.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import json
 import re
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,7 +53,7 @@ from sqlalchemy import orm
 from mini_apps.referral import service, states
 from mini_apps.referral.models import ATTACHMENT_KINDS, MODES, REASONS, Referral, ReferralAttachment
 from org_sync.models import OrgMember, OrgNode
-from workbench import audit, privacy
+from workbench import audit, privacy, uploads
 from workbench.auth.principal import Principal
 from workbench.errors import ApiError
 
@@ -611,7 +614,56 @@ def _map(session: orm.Session, bundle: dict[str, Any]) -> dict[str, Any]:
     data["patient"] = _patient(patient, p)
     data.update(_diagnoses(request, r, by_type, by_url))
     data["clinical"] = _clinical(request, r, by_url, direction)
+    data["documents"], data["not_fetched"] = _documents(request, r, by_url)
     return data
+
+
+@dataclass(frozen=True)
+class InboundDocument:
+    kind: str
+    filename: str
+    content: bytes
+
+
+def _is_referral_note(document: dict[str, Any]) -> bool:
+    codings = (document.get("type") or {}).get("coding") or []
+    return any(c.get("system") == LOINC and c.get("code") == REFERRAL_NOTE for c in codings)
+
+
+def _documents(
+    request: dict[str, Any], r: str, by_url: Mapping[str, tuple[int, dict[str, Any]]]
+) -> tuple[list[InboundDocument], list[str]]:
+    """The supporting documents other than the referral note: inline ones checked as uploads are (so a bad one
+    refuses the Bundle before anything is stored), URL-only ones listed by path."""
+    documents: list[InboundDocument] = []
+    not_fetched: list[str] = []
+    for index, reference in enumerate(request.get("supportingInfo") or []):
+        at, document = by_url.get(reference.get("reference") or "") or (None, {})
+        if document.get("resourceType") != "DocumentReference" or _is_referral_note(document):
+            continue
+        attachment = ((document.get("content") or [{}])[0]).get("attachment") or {}
+        path = f"entry[{at}].resource.content[0].attachment"
+        if not attachment.get("data"):
+            not_fetched.append(f"{path}.url")
+            continue
+        try:
+            content = base64.b64decode(attachment["data"], validate=True)
+        except ValueError:
+            raise _Bad(f"{path}.data", "附件内容须为 base64") from None
+        if len(content) > service.MAX_ATTACHMENT:
+            raise _Bad(f"{path}.data", "附件不能超过 20 MB")
+        content_type = None if uploads.is_executable(content) else uploads.sniff(content)
+        if content_type is None:
+            raise _Bad(f"{path}.data", "附件只接受 PDF、PNG、JPEG 或 DICOM 文件")
+        codes = [
+            c.get("code") for c in (document.get("type") or {}).get("coding") or [] if c.get("system") == KIND_SYSTEM
+        ]
+        kind = next((code for code in codes if code in ATTACHMENT_KINDS), "other")
+        extension = dict(service.SNIFFED)[content_type][0]
+        title = str(attachment.get("title") or f"附件{index + 1}").replace("\\", "/").rsplit("/", 1)[-1][:180]
+        filename = title if title.lower().endswith(dict(service.SNIFFED)[content_type]) else title + extension
+        documents.append(InboundDocument(kind, filename, content))
+    return documents, not_fetched
 
 
 def _patient(patient: dict[str, Any], p: str) -> dict[str, Any]:
@@ -687,8 +739,7 @@ def _clinical(
         at, document = target
         if document.get("resourceType") != "DocumentReference":
             continue
-        codings = (document.get("type") or {}).get("coding") or []
-        if not any(c.get("system") == LOINC and c.get("code") == REFERRAL_NOTE for c in codings):
+        if not _is_referral_note(document):
             continue
         attachment = ((document.get("content") or [{}])[0]).get("attachment") or {}
         path = f"entry[{at}].resource.content[0].attachment.data"
@@ -709,6 +760,13 @@ def _clinical(
 
 
 def import_bundle(principal: Principal, bundle: Any, session: orm.Session | None = None) -> dict[str, Any]:
-    """Create a referral from an inbound Bundle; the caller is the applicant side, as for POST /api/referrals."""
+    """Create a referral from an inbound Bundle; the caller is the applicant side, as for POST /api/referrals.
+    Its inline documents are attached (already checked by `from_bundle`)."""
     data = from_bundle(bundle, session)
-    return service.create_referral(principal, data, session)
+    documents, not_fetched = data.pop("documents"), data.pop("not_fetched")
+    created = service.create_referral(principal, data, session)
+    for document in documents:
+        service.add_attachment(principal, created["id"], document.kind, document.filename, document.content, session)
+    if documents:
+        created = service.get_referral(principal, created["id"], session)
+    return {**created, "not_fetched": not_fetched}

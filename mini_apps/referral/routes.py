@@ -179,10 +179,11 @@ def export_fhir(referral_id: int) -> Response:
 
 @bp.route("/fhir", methods=["POST"])
 @login_required
-@bp.response(201, schemas.ReferralSchema)
+@bp.response(201, schemas.ImportedReferralSchema)
 def import_fhir() -> dict:
     """Create a referral from a FHIR Bundle of the export's shape; the caller is the applicant side. A missing or
-    invalid element is a 422 naming its JSON path (`entry[2].resource.code.coding[0].code`)."""
+    invalid element is a 422 naming its JSON path (`entry[2].resource.code.coding[0].code`). Inline documents
+    become attachments; those referenced by URL only are listed in `not_fetched`."""
     body = request.get_json(silent=True)
     if body is None:
         raise ApiError("validation_error", "请求体须为 FHIR JSON（application/fhir+json）", status=422, field="body")

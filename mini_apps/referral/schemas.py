@@ -189,6 +189,12 @@ class ReferralSchema(ReferralSummarySchema):
     attachments = fields.List(fields.Nested(AttachmentSchema), allow_none=True)
 
 
+class ImportedReferralSchema(ReferralSchema):
+    not_fetched = fields.List(
+        fields.String(), metadata={"description": "JSON paths of documents referenced by URL only (not fetched)"}
+    )
+
+
 class ReferralCountsSchema(Schema):
     all = fields.Integer()
     states = fields.Dict(keys=fields.String(), values=fields.Integer())

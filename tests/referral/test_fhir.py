@@ -8,6 +8,7 @@ import base64
 import copy
 import hashlib
 import io
+import json
 
 import sqlalchemy as sa
 from fhir.resources.R4B.bundle import Bundle
@@ -92,6 +93,7 @@ def test_export_validates_and_round_trips_through_import(tree_app, tree_client, 
     assert {c["code"]["coding"][0]["system"] for _, c in conditions} == {"http://hl7.org/fhir/sid/icd-10"}
     documents = [d for _, d in _resources(bundle, "DocumentReference")]
     note, report = documents
+    report_at = _resources(bundle, "DocumentReference")[1][0]
     text = base64.b64decode(note["content"][0]["attachment"]["data"]).decode()
     assert "【主诉】\n头晕2周" in text and "【过敏史】\n青霉素过敏" in text
     attachment = report["content"][0]["attachment"]
@@ -130,6 +132,10 @@ def test_export_validates_and_round_trips_through_import(tree_app, tree_client, 
     )
     assert {k: copy_[k] for k in same} == {k: original[k] for k in same}
     assert copy_["clinical"]["present_illness"] == "血压波动在170/100左右\n伴头痛"
+    # The export links its documents by URL: not fetched, and said so.
+    assert copy_["attachments"] == [] and copy_["not_fetched"] == [
+        f"entry[{report_at}].resource.content[0].attachment.url"
+    ]
     for key in ("name", "sex", "birth_date", "id_number", "phone"):
         assert copy_["patient"][key] == original["patient"][key]
     # Exported again, the Bundle says the same.
@@ -227,3 +233,43 @@ def test_clinical_text_round_trips():
     clinical = {"chief_complaint": "胸痛2小时", "treatment": "阿司匹林 300mg 嚼服\n硝酸甘油舌下含服", "rehab_plan": "x"}
     assert fhir.parse_clinical_text(fhir.clinical_text(clinical)) == clinical
     assert fhir.parse_clinical_text("无标题的文字") == {}
+
+
+def test_inline_documents_arrive_as_attachments_and_bad_ones_refuse_the_bundle(
+    tree_app, tree_client, ref_world: ReferralWorld
+):
+    w = ref_world
+    original = _submitted_with_attachment(tree_client, w)
+    bundle = _export(tree_client, w.doctor.headers, original["id"]).get_json()
+    [(at, report)] = _resources(bundle, "DocumentReference")[1:]
+    attachment = report["content"][0]["attachment"]
+    attachment.pop("url")
+    attachment |= {"data": base64.b64encode(PDF).decode(), "title": "检验报告单"}
+
+    def post(body: dict):
+        return tree_client.post(
+            "/api/referrals/fhir", data=json.dumps(body), content_type="application/fhir+json", headers=w.doctor.headers
+        )
+
+    reply = post(bundle)
+    assert reply.status_code == 201, reply.get_json()
+    copy_ = reply.get_json()
+    assert copy_["not_fetched"] == []
+    [stored] = copy_["attachments"]
+    assert (stored["kind"], stored["filename"], stored["content_type"]) == (
+        "exam_report",
+        "检验报告单.pdf",
+        "application/pdf",
+    )
+    download = tree_client.get(f"/api/referrals/{copy_['id']}/attachments/{stored['id']}", headers=w.doctor.headers)
+    assert download.data == PDF
+
+    # An executable dressed as a PDF, or bytes that are not base64: 422 at the path, nothing stored.
+    before = _count(tree_app)
+    for data, message in ((base64.b64encode(b"MZ\x90\x00" + PDF).decode(), "PDF"), ("@@not base64@@", "base64")):
+        attachment["data"] = data
+        reply = post(bundle)
+        assert reply.status_code == 422, reply.get_json()
+        error = reply.get_json()["error"]
+        assert error["field"] == f"entry[{at}].resource.content[0].attachment.data" and message in error["message"]
+    assert _count(tree_app) == before
