@@ -6,7 +6,9 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from mini_apps.precision_control import routes
+    from mini_apps.precision_control import rekey, routes
     from workbench.api import register_blueprint
+    from workbench.cli import register_rekey
 
     register_blueprint(app, routes.bp)
+    register_rekey(app, "precision-control persons", rekey.rekey_persons)
