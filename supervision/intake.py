@@ -161,35 +161,7 @@ def family_doctor_key_population_coverage(session: orm.Session, period: Period) 
 
 def family_doctor_renewal_rate(session: orm.Session, period: Period) -> list[UnitFigure]:
     """The rule of `fd_figures._add_renewals`, per unit."""
-    on = as_of(period)
-    ranked = (
-        sa.select(
-            Contract.id,
-            Contract.resident_id,
-            Contract.start_date,
-            FamilyDoctorTeam.institution_id.label("unit_id"),
-            sa.func.row_number()
-            .over(partition_by=Contract.resident_id, order_by=(Contract.end_date.desc(), Contract.id.desc()))
-            .label("rank"),
-        )
-        .join(FamilyDoctorTeam, FamilyDoctorTeam.id == Contract.team_id)
-        .where(
-            Contract.end_date >= on - fd_figures.RENEWAL_WINDOW,
-            Contract.end_date <= on,
-            Contract.status != "terminated",
-        )
-        .subquery()
-    )
-    later = orm.aliased(Contract, name="later")
-    renewed = (
-        sa.select(later.id)
-        .where(
-            later.resident_id == ranked.c.resident_id,
-            later.id != ranked.c.id,
-            sa.or_(later.previous_id == ranked.c.id, later.start_date > ranked.c.start_date),
-        )
-        .exists()
-    )
+    ranked, renewed = fd_figures.renewal_cycles(as_of(period))
     stmt = (
         sa.select(ranked.c.unit_id, sa.func.sum(sa.case((renewed, 1), else_=0)), sa.func.count())
         .where(ranked.c.rank == 1)
@@ -264,21 +236,12 @@ def _received(session: orm.Session, period: Period, numerator: Any, denominator:
 def referral_timely_acceptance(session: orm.Session, period: Period) -> list[UnitFigure]:
     """Accepted within the SLA span of the referral's direction and priority ÷ responded (accepted, or rejected at
     least once): the rule of `ref_figures.referral_figures`, with its SLA settings."""
-    dialect = session.get_bind().dialect.name
-    waited = ref_figures._seconds(dialect, Referral.accepted_at, Referral.submitted_at)
-    sla = ref_figures._sla()
-    span = sa.case(
-        (Referral.direction == "down", sla["down_ack"].total_seconds()),
-        *((Referral.priority == p, sla[p].total_seconds()) for p in ("routine", "urgent", "green") if p in sla),
-        else_=sla["routine"].total_seconds(),
-    )
+    in_time = ref_figures.accepted_in_time(session.get_bind().dialect.name)
     accepted = Referral.accepted_at.is_not(None)
     rejected = sa.select(ReferralEvent.id).where(
         ReferralEvent.referral_id == Referral.id, ReferralEvent.action == "reject"
     )
-    return _received(
-        session, period, _count(sa.and_(accepted, waited <= span)), _count(sa.or_(accepted, rejected.exists()))
-    )
+    return _received(session, period, _count(sa.and_(accepted, in_time)), _count(sa.or_(accepted, rejected.exists())))
 
 
 def referral_arrival(session: orm.Session, period: Period) -> list[UnitFigure]:

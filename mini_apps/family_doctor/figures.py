@@ -186,7 +186,10 @@ def _add_populations(session: orm.Session, anchor: sa.CTE, figures: dict[int, No
             item.population_by_tag[category] = int(total)
 
 
-def _add_renewals(session: orm.Session, anchor: sa.CTE, figures: dict[int, NodeFigures], on: date) -> None:
+def renewal_cycles(on: date) -> tuple[sa.Subquery, sa.Exists]:
+    """The cycles up for renewal on `on` (each person's last non-terminated contract that ended in the year up to
+    it: `rank == 1`, with its team's institution as `unit_id`) and the condition that one was renewed. Shared with
+    supervision's per-unit intake, so both count renewals alike."""
     ranked = (
         sa.select(
             Contract.id,
@@ -211,6 +214,11 @@ def _add_renewals(session: orm.Session, anchor: sa.CTE, figures: dict[int, NodeF
         )
         .exists()
     )
+    return ranked, renewed
+
+
+def _add_renewals(session: orm.Session, anchor: sa.CTE, figures: dict[int, NodeFigures], on: date) -> None:
+    ranked, renewed = renewal_cycles(on)
     stmt = (
         sa.select(anchor.c.node_id, sa.func.count(), sa.func.sum(sa.case((renewed, 1), else_=0)))
         .select_from(ranked)

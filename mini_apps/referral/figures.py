@@ -82,6 +82,18 @@ def _seconds(dialect: str, later: Any, earlier: Any) -> sa.ColumnElement[float]:
     return (sa.func.julianday(later) - sa.func.julianday(earlier)) * 86400.0
 
 
+def accepted_in_time(dialect: str) -> sa.ColumnElement[bool]:
+    """Submitted → accepted within the REFERRAL_SLA span of the referral's direction and priority (shared with
+    supervision's per-unit intake)."""
+    sla = _sla()
+    span = sa.case(
+        (Referral.direction == "down", sla["down_ack"].total_seconds()),
+        *((Referral.priority == p, sla[p].total_seconds()) for p in ("routine", "urgent", "green") if p in sla),
+        else_=sla["routine"].total_seconds(),
+    )
+    return _seconds(dialect, Referral.accepted_at, Referral.submitted_at) <= span
+
+
 def _count(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
     return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
 
@@ -137,12 +149,7 @@ def referral_figures(
     # Received: attributed to the target institution.
     dialect = session.get_bind().dialect.name
     waited = _seconds(dialect, Referral.accepted_at, Referral.submitted_at)
-    sla = _sla()
-    span = sa.case(
-        (Referral.direction == "down", sla["down_ack"].total_seconds()),
-        *((Referral.priority == p, sla[p].total_seconds()) for p in ("routine", "urgent", "green") if p in sla),
-        else_=sla["routine"].total_seconds(),
-    )
+    in_time = accepted_in_time(dialect)
     accepted = Referral.accepted_at.is_not(None)
     rejected = sa.select(ReferralEvent.id).where(
         ReferralEvent.referral_id == Referral.id, ReferralEvent.action == "reject"
@@ -157,7 +164,7 @@ def referral_figures(
         _count(Referral.direction == "lateral"),
         _count(sa.or_(accepted, rejected.exists())),
         _count(accepted),
-        _count(sa.and_(accepted, waited <= span)),
+        _count(sa.and_(accepted, in_time)),
         sa.func.avg(hours),
         _count(Referral.arrived_at.is_not(None)),
         _count(sa.and_(Referral.direction == "down", followed.exists())),
