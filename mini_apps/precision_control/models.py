@@ -11,6 +11,10 @@ institution, family-doctor team or doctor responsible for where each lives, as t
   for lists (as residents are), removed at the end of retention (`anonymised_at`), when only the aggregate stays.
 - `ControlTask` and `ControlTaskEvent`: one task per person (re-assignment moves it, the history keeps every step),
   its state, due time, result and escalation level.
+- `ControlNotice`: every grouped message sent (reminders, overdue escalations, the daily index), one per recipient
+  chat or person per run — what repeat intervals are measured from.
+- `ControlIndexDay`: the index figures of each node of a campaign's tree as they stood at the end of each day (the
+  trends); today's figures are computed from the tasks.
 """
 
 from __future__ import annotations
@@ -148,6 +152,7 @@ class ControlTask(Model):
     __table_args__ = (
         sa.Index("ix_control_tasks_campaign_state", "campaign_id", "state"),
         sa.Index("ix_control_tasks_institution_state", "institution_id", "state"),
+        sa.Index("ix_control_tasks_state_due", "state", "due_at"),  # reminders and escalation scan open tasks by due
     )
 
     id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
@@ -185,3 +190,45 @@ class ControlTaskEvent(Model):
     reason: orm.Mapped[str | None] = orm.mapped_column(sa.String(500))
     detail: orm.Mapped[dict] = orm.mapped_column(JSON, default=dict)  # where it went (node, team, member)
     at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow)
+
+
+NOTICE_KINDS = {"reminder": "到期提醒", "escalation": "逾期督办", "daily_index": "每日指数"}
+
+
+class ControlNotice(Model):
+    """One grouped message: to a chat (`conversation_id`) or a person (`userid`), about `task_count` tasks."""
+
+    __tablename__ = "control_notices"
+    __table_args__ = (sa.Index("ix_control_notices_lookup", "campaign_id", "kind", "node_id", "level"),)
+
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    campaign_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("control_campaigns.id"))
+    kind: orm.Mapped[str] = orm.mapped_column(sa.String(12))  # NOTICE_KINDS
+    node_id: orm.Mapped[int | None] = orm.mapped_column(sa.ForeignKey("org_nodes.id"))  # whose level was told
+    level: orm.Mapped[int] = orm.mapped_column(default=0)  # escalation level (1 institution, 2 community, 3 county)
+    conversation_id: orm.Mapped[str | None] = orm.mapped_column(sa.String(128))
+    userid: orm.Mapped[str | None] = orm.mapped_column(sa.String(64))
+    task_count: orm.Mapped[int] = orm.mapped_column(default=0)
+    day: orm.Mapped[date | None] = orm.mapped_column(sa.Date)  # the daily index's day (China time)
+    message_key: orm.Mapped[str] = orm.mapped_column(sa.String(160), unique=True)  # the outbox idempotency key
+    sent_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ControlIndexDay(Model):
+    """A node's index figures for a campaign at the end of a day (China time). No foreign key to the tasks: these
+    outlive the persons (retention) by design."""
+
+    __tablename__ = "control_index_days"
+    __table_args__ = (sa.UniqueConstraint("campaign_id", "node_id", "day"),)
+
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    campaign_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("control_campaigns.id"))
+    node_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("org_nodes.id"), index=True)
+    day: orm.Mapped[date] = orm.mapped_column(sa.Date)
+    tasks: orm.Mapped[int] = orm.mapped_column(default=0)  # dispatched to the subtree (queued ones count at county)
+    finished: orm.Mapped[int] = orm.mapped_column(default=0)  # completed, unreachable, transferred or closed
+    completed: orm.Mapped[int] = orm.mapped_column(default=0)
+    on_time: orm.Mapped[int] = orm.mapped_column(default=0)  # finished by their due time
+    overdue: orm.Mapped[int] = orm.mapped_column(default=0)  # open past their due time
+    positive: orm.Mapped[int] = orm.mapped_column(default=0)
+    colour: orm.Mapped[str | None] = orm.mapped_column(sa.String(8))  # COLOURS
