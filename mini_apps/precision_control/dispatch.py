@@ -28,7 +28,7 @@ institution refuses it back to the county queue with a reason (`refuse_task`), a
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy import orm
@@ -36,6 +36,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from mini_apps.family_doctor.models import Contract, FamilyDoctorTeam, TeamMember
 from mini_apps.precision_control.models import (
+    OPEN_STATES,
     Campaign,
     CampaignPerson,
     ControlTask,
@@ -416,7 +417,8 @@ def _where(task: ControlTask) -> dict:
     }
 
 
-def task_view(task: ControlTask) -> dict:
+def task_view(task: ControlTask, now: datetime | None = None) -> dict:
+    now = now or utcnow()
     return {
         "id": task.id,
         "campaign_id": task.campaign_id,
@@ -424,7 +426,13 @@ def task_view(task: ControlTask) -> dict:
         "state": task.state,
         "dispatched_by": task.dispatched_by,
         "due_at": task.due_at,
+        "overdue": task.state in OPEN_STATES and task.due_at is not None and task.due_at < now,
         "assigned_at": task.assigned_at,
+        "accepted_at": task.accepted_at,
+        "finished_at": task.finished_at,
+        "result": task.result,
+        "positive": task.positive,
+        "escalation_level": task.escalation_level,
         **_where(task),
     }
 

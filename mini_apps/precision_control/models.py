@@ -43,6 +43,9 @@ TASK_STATES = {
     "transferred": "已转出",
     "closed": "已关闭",
 }
+OPEN_STATES = ("queued", "assigned", "accepted", "in_progress")  # not finished (queued: nobody assigned yet)
+WORKING_STATES = ("assigned", "accepted", "in_progress")  # someone has it to do
+FINISHED_STATES = ("completed", "unreachable", "transferred", "closed")
 COLOURS = ("red", "orange", "yellow", "blue", "green")  # 五色图, worst first
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import request
 
-from mini_apps.precision_control import areas, dispatch, roster, schemas, service
+from mini_apps.precision_control import areas, dispatch, roster, schemas, service, tasks
 from workbench import db
 from workbench.api import Blueprint
 from workbench.auth import current_principal, login_required, require_role
@@ -199,3 +199,72 @@ def assign_task(body: dict, task_id: int) -> dict:
 def refuse_task(body: dict, task_id: int) -> dict:
     """The assigned institution sends the task back to the county queue, with a reason (recorded)."""
     return dispatch.refuse_task(db.session(), current_principal(), task_id, body)
+
+
+# -- the doctors' tasks ---------------------------------------------------------------------------------------------
+
+
+@bp.route("/tasks", methods=["GET"])
+@login_required
+@bp.arguments(schemas.TaskQuerySchema, location="query")
+@bp.response(200, schemas.TaskListSchema)
+def list_tasks(query: dict) -> dict:
+    """The caller's tasks (and those of the institutions they oversee), masked, with counts; audited."""
+    return tasks.list_tasks(db.session(), current_principal(), query)
+
+
+@bp.route("/tasks/<int:task_id>", methods=["GET"])
+@login_required
+@bp.response(200, schemas.TaskDetailSchema)
+def get_task(task_id: int) -> dict:
+    """One task, its form and history; the person in the clear only for those who work it; audited."""
+    return tasks.get_task(db.session(), current_principal(), task_id)
+
+
+@bp.route("/tasks/<int:task_id>/accept", methods=["POST"])
+@login_required
+@bp.response(200, schemas.ControlTaskSchema)
+def accept_task(task_id: int) -> dict:
+    return tasks.accept_task(db.session(), current_principal(), task_id)
+
+
+@bp.route("/tasks/<int:task_id>/start", methods=["POST"])
+@login_required
+@bp.response(200, schemas.ControlTaskSchema)
+def start_task(task_id: int) -> dict:
+    return tasks.start_task(db.session(), current_principal(), task_id)
+
+
+@bp.route("/tasks/<int:task_id>/complete", methods=["POST"])
+@login_required
+@bp.arguments(schemas.TaskCompleteSchema)
+@bp.response(200, schemas.ControlTaskSchema)
+def complete_task(body: dict, task_id: int) -> dict:
+    """The result form; 422 names `result.<code>` when a value does not fit the campaign's template."""
+    return tasks.complete_task(db.session(), current_principal(), task_id, body)
+
+
+@bp.route("/tasks/<int:task_id>/unreachable", methods=["POST"])
+@login_required
+@bp.arguments(schemas.TaskUnreachableSchema)
+@bp.response(200, schemas.ControlTaskSchema)
+def mark_unreachable(body: dict, task_id: int) -> dict:
+    return tasks.mark_unreachable(db.session(), current_principal(), task_id, body)
+
+
+@bp.route("/tasks/<int:task_id>/transfer", methods=["POST"])
+@login_required
+@bp.arguments(schemas.TaskTransferSchema)
+@bp.response(200, schemas.ControlTaskSchema)
+def transfer_task(body: dict, task_id: int) -> dict:
+    """The person has left the campaign's area: handed over outside it (terminal)."""
+    return tasks.transfer_task(db.session(), current_principal(), task_id, body)
+
+
+@bp.route("/tasks/<int:task_id>/close", methods=["POST"])
+@login_required
+@bp.arguments(schemas.TaskCloseSchema)
+@bp.response(200, schemas.ControlTaskSchema)
+def close_task(body: dict, task_id: int) -> dict:
+    """The county's or the campaign's administrators close an open task, with a reason."""
+    return tasks.close_task(db.session(), current_principal(), task_id, body)

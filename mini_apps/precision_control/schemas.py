@@ -3,14 +3,14 @@
 Types and lengths are checked here (a bad field is a 422 naming it); the structure of the task template, deadlines,
 escalation, index rule and dates is checked as a whole in `service.validate_campaign`, so a PATCH is checked
 against the merged campaign. Roster rows are checked one by one in `roster` (a bad row is reported, not a 422).
-Persons only ever leave masked.
+Persons leave masked, except to the doctors who work their task (`TaskPersonSchema`).
 """
 
 from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate
 
-from mini_apps.precision_control.models import CAMPAIGN_STATES, PRIORITIES, SOURCES
+from mini_apps.precision_control.models import CAMPAIGN_STATES, PRIORITIES, SOURCES, TASK_STATES
 
 
 def _not_blank(value: str) -> None:
@@ -255,7 +255,13 @@ class ControlTaskSchema(Schema):
     state = fields.String()
     dispatched_by = fields.String(allow_none=True)
     due_at = fields.DateTime(allow_none=True)
+    overdue = fields.Boolean()
     assigned_at = fields.DateTime(allow_none=True)
+    accepted_at = fields.DateTime(allow_none=True)
+    finished_at = fields.DateTime(allow_none=True)
+    result = fields.Dict(allow_none=True)
+    positive = fields.Boolean(allow_none=True)
+    escalation_level = fields.Integer()
     county_id = fields.Integer(allow_none=True)
     institution_id = fields.Integer(allow_none=True)
     team_id = fields.Integer(allow_none=True)
@@ -280,3 +286,85 @@ class QueueQuerySchema(Schema):
 class QueueSchema(Schema):
     total = fields.Integer()
     items = fields.List(fields.Nested(QueuedTaskSchema))
+
+
+# -- the doctors' tasks -------------------------------------------------------------------------------------------
+
+TASK_FILTERS = (*TASK_STATES, "open", "finished")
+
+
+class TaskQuerySchema(Schema):
+    campaign_id = fields.Integer(load_default=None)
+    state = fields.String(load_default=None, validate=validate.OneOf(TASK_FILTERS))
+    due = fields.String(load_default=None, validate=validate.OneOf(("overdue", "soon")))
+    mine = fields.Boolean(load_default=False, metadata={"description": "only tasks the caller works"})
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+
+
+class TaskListItemSchema(QueuedTaskSchema):
+    campaign_name = fields.String()
+    member_name = fields.String(allow_none=True)
+    source_note = fields.String(allow_none=True)
+
+
+class TaskListSchema(Schema):
+    total = fields.Integer()
+    counts = fields.Dict(
+        keys=fields.String(), values=fields.Integer(), metadata={"description": "by state, overdue, soon"}
+    )
+    items = fields.List(fields.Nested(TaskListItemSchema))
+
+
+class TaskPersonSchema(Schema):
+    name_masked = fields.String(allow_none=True)
+    id_masked = fields.String(allow_none=True)
+    phone_masked = fields.String(allow_none=True)
+    division_code = fields.String()
+    category = fields.String()
+    priority = fields.String()
+    source_note = fields.String(allow_none=True)
+    # In the clear only for those who work the task:
+    name = fields.String(allow_none=True)
+    id_number = fields.String(allow_none=True)
+    phone = fields.String(allow_none=True)
+    address = fields.String(allow_none=True)
+
+
+class TaskEventSchema(Schema):
+    action = fields.String()
+    from_state = fields.String(allow_none=True)
+    to_state = fields.String()
+    actor = fields.String()
+    reason = fields.String(allow_none=True)
+    at = fields.DateTime()
+
+
+class TaskDetailSchema(ControlTaskSchema):
+    campaign_name = fields.String()
+    campaign_state = fields.String()
+    task_template = fields.Dict()
+    member_name = fields.String(allow_none=True)
+    may_work = fields.Boolean()
+    may_close = fields.Boolean()
+    person = fields.Nested(TaskPersonSchema)
+    events = fields.List(fields.Nested(TaskEventSchema))
+
+
+class TaskCompleteSchema(Schema):
+    result = fields.Dict(required=True, metadata={"description": "the campaign template's fields by code"})
+    note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
+
+
+class TaskUnreachableSchema(Schema):
+    reason = fields.String(required=True, validate=[validate.Length(min=1, max=500), _not_blank])
+    attempts = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=20))
+
+
+class TaskTransferSchema(Schema):
+    reason = fields.String(required=True, validate=[validate.Length(min=1, max=500), _not_blank])
+    destination = fields.String(required=True, validate=[validate.Length(min=1, max=200), _not_blank])
+
+
+class TaskCloseSchema(Schema):
+    reason = fields.String(required=True, validate=[validate.Length(min=1, max=500), _not_blank])
