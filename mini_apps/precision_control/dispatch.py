@@ -2,8 +2,9 @@
 
 The order, first match wins (issue 9):
 
-1. a resident with a current family-doctor contract (`is_current`, stored `active`, not past its end, team active)
-   goes to that team, its institution and the county above it (`dispatched_by = family_doctor`);
+1. a resident with a current family-doctor contract (`is_current`, stored `active`, not past its end, team active,
+   its institution inside the campaign owner's subtree) goes to that team, its institution and the county above it
+   (`dispatched_by = family_doctor`);
 2. the campaign's `DispatchRule` with the longest division prefix that starts the person's code (`rule`);
 3. the `ServiceArea` with the longest code that starts the person's code, 12 → 9 → 6 digits (`area`);
 4. otherwise the task is `queued`: in the queue of the county one of whose areas shares the person's 6-digit
@@ -148,6 +149,10 @@ def dispatch_persons(
         persons = persons.where(CampaignPerson.id.in_(person_ids))
 
     # (a) current family-doctor contracts: at most one per resident (a partial unique index), so no duplicates.
+    # Only teams inside the campaign owner's subtree: a county's campaign must not hand a resident who signed with
+    # a team across the county line to a unit the county neither sees nor answers for (rules and areas decide).
+    owner_path = sa.select(OrgNode.path).where(OrgNode.id == campaign.owner_node_id).scalar_subquery()
+    team_node = orm.aliased(OrgNode, name="team_node")
     fd = (
         sa.select(
             Contract.resident_id.label("resident_id"),
@@ -155,11 +160,13 @@ def dispatch_persons(
             FamilyDoctorTeam.institution_id.label("node_id"),
         )
         .join(FamilyDoctorTeam, FamilyDoctorTeam.id == Contract.team_id)
+        .join(team_node, team_node.id == FamilyDoctorTeam.institution_id)
         .where(
             Contract.is_current.is_(True),
             Contract.status == "active",
             Contract.end_date >= today,
             FamilyDoctorTeam.active.is_(True),
+            team_node.path.startswith(owner_path),
         )
         .subquery("fd")
     )

@@ -196,6 +196,8 @@ def test_routes_every_person_once(tree_app, places):
         with_doctor = signed_resident(session, team_a, 1)
         not_current = signed_resident(session, team_a, 2, current=False)
         ended = signed_resident(session, team_a, 3, ended=True)
+        # Signed with a team across the county line: the county's campaign routes them by its own areas.
+        across = signed_resident(session, team_of(session, p.other_inst, "外县团队"), 4)
         rows = {
             "area12": {"division_code": p.div + "001002"},
             "area9": {"division_code": p.div + "001009"},
@@ -207,6 +209,7 @@ def test_routes_every_person_once(tree_app, places):
             "family_doctor": {"division_code": p.div + "001002", "resident_id": with_doctor},
             "not_current": {"division_code": p.div + "001009", "resident_id": not_current},
             "ended": {"division_code": p.div + "001009", "resident_id": ended},
+            "across": {"division_code": p.div + "001009", "resident_id": across},
         }
         ids = dict(zip(rows, add_persons(session, campaign, list(rows.values())), strict=True))
         session.commit()
@@ -215,8 +218,8 @@ def test_routes_every_person_once(tree_app, places):
         result = dispatch.dispatch_persons(session, campaign)
         session.commit()
         assert result["created"] == result["persons"] == len(rows)
-        assert (result["assigned"], result["queued"], result["unassigned_county"]) == (7, 3, 1)
-        assert result["by"] == {"area": 4, "rule": 2, "family_doctor": 1, "queue": 3}
+        assert (result["assigned"], result["queued"], result["unassigned_county"]) == (8, 3, 1)
+        assert result["by"] == {"area": 5, "rule": 2, "family_doctor": 1, "queue": 3}
 
         tasks = tasks_by_person(session, campaign)
         assert set(tasks) == set(ids.values())
@@ -235,6 +238,7 @@ def test_routes_every_person_once(tree_app, places):
         assert where("family_doctor") == ("assigned", "family_doctor", p.county, p.inst_a, team_a.id)
         assert where("not_current") == ("assigned", "area", p.county, p.inst_a, None)
         assert where("ended") == ("assigned", "area", p.county, p.inst_a, None)
+        assert where("across") == ("assigned", "area", p.county, p.inst_a, None)
 
         urgent, routine = tasks[ids["rule9"]], tasks[ids["area9"]]
         assert timedelta(hours=24) <= urgent.due_at - before < timedelta(hours=25)
