@@ -21,6 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import orm
 
+from mini_apps.precision_control import dispatch
 from mini_apps.precision_control.models import (
     CAMPAIGN_STATES,
     PRIORITIES,
@@ -439,17 +440,12 @@ def update_campaign(
 
 
 def dispatch_new(session: orm.Session, campaign: Campaign, person_ids: list[int] | None) -> dict[str, Any]:
-    """Hand persons to the dispatch engine (`dispatch.dispatch_persons`, written beside this module), committed.
+    """Hand persons to the dispatch engine (`dispatch.dispatch_persons`), committed.
     Only an active campaign dispatches: a draft's roster waits for activation. A failing dispatch does not undo
     the roster already committed; the persons stay undispatched and the next activation or import picks them up
     (the engine creates tasks only for persons without one)."""
     if campaign.state != "active" or person_ids == []:
         return {}
-    try:
-        from mini_apps.precision_control import dispatch
-    except ImportError:  # the engine is not installed in this build yet
-        log.warning("precision-control dispatch is not available; roster left undispatched")
-        return {"skipped": True}
     # A big import is dispatched as "every person without a task" (the engine's anti-join) instead of a huge IN
     # list; that also picks up persons a failed earlier dispatch left behind.
     if person_ids is not None and len(person_ids) > DISPATCH_ID_LIMIT:
