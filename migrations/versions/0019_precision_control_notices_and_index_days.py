@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("tasks", sa.Integer(), nullable=False),
         sa.Column("finished", sa.Integer(), nullable=False),
         sa.Column("completed", sa.Integer(), nullable=False),
+        sa.Column("excluded", sa.Integer(), nullable=False),
         sa.Column("on_time", sa.Integer(), nullable=False),
         sa.Column("overdue", sa.Integer(), nullable=False),
         sa.Column("positive", sa.Integer(), nullable=False),

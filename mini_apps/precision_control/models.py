@@ -231,6 +231,7 @@ class ControlIndexDay(Model):
     tasks: orm.Mapped[int] = orm.mapped_column(default=0)  # dispatched to the subtree (queued ones count at county)
     finished: orm.Mapped[int] = orm.mapped_column(default=0)  # completed, unreachable, transferred or closed
     completed: orm.Mapped[int] = orm.mapped_column(default=0)
+    excluded: orm.Mapped[int] = orm.mapped_column(default=0)  # closed or transferred: out of completion's denominator
     on_time: orm.Mapped[int] = orm.mapped_column(default=0)  # finished by their due time
     overdue: orm.Mapped[int] = orm.mapped_column(default=0)  # open past their due time
     positive: orm.Mapped[int] = orm.mapped_column(default=0)
