@@ -195,6 +195,38 @@ def update_card(out_track_id: str, data: Mapping[str, str]) -> None:
     get_gateway().api("card_1_0", "update_card", request)
 
 
+def refresh_card(out_track_id: str, shown: Mapping[str, str], want: Mapping[str, str], *, closed_action: str) -> bool:
+    """Bring one card from what it `shown` to what it should show now (`want`), for jobs that keep every card of a
+    case in step. A card with nothing left to act on (`actionable` "false") is closed first, so a late tap gets the
+    card back instead of acting. A card still queued in the outbox gets the new data in its payload; a delivered one
+    one metered update. Returns True when DingTalk was called; its errors propagate (the caller logs them)."""
+    db = session()
+    if want.get("actionable") == "false":
+        db.execute(
+            sa.update(BotCard)
+            .where(BotCard.out_track_id == out_track_id, BotCard.acted_by.is_(None))
+            .values(acted_by="", action_id=closed_action, acted_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        db.commit()
+    changes = {key: value for key, value in want.items() if shown.get(key) != value}
+    if not changes:
+        return False
+    queued = db.scalar(
+        sa.select(OutboxMessage).where(OutboxMessage.out_track_id == out_track_id, OutboxMessage.state == "queued")
+    )
+    if queued is not None:
+        payload = dict(queued.payload)
+        payload["card_data"] = {**payload.get("card_data", {}), **changes}
+        queued.payload = payload
+        card = db.get(BotCard, out_track_id)
+        card.data = {**card.data, **changes}
+        db.commit()
+        return False
+    update_card(out_track_id, changes)
+    return True
+
+
 def register_callback(url: str) -> None:
     """Tell DingTalk where card clicks go (`/v1.0/card/callbacks/register`), with the secret that signs them."""
     from alibabacloud_dingtalk.card_1_0 import models as card_models

@@ -32,13 +32,12 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import orm
 
 from bot import messages, outbox
-from bot.cards import send_card, update_card
-from bot.models import BotCard, OutboxMessage
+from bot.cards import refresh_card, send_card
+from bot.models import BotCard
 from mini_apps.referral import cards, chats, states
 from mini_apps.referral.models import PRIORITIES, Referral, ReferralEvent
 from org_sync.models import OrgMember, OrgNode
 from workbench import audit, db, h5
-from workbench.db import utcnow
 from workbench.dingtalk.errors import DingTalkError
 from workbench.privacy import mask_name
 from workbench.queue import get_queue
@@ -173,32 +172,8 @@ def sync_cards(referral_id: int) -> int:
         if ids is None:
             continue
         want = data if ids[1] == current else stale
-        changes = {key: value for key, value in want.items() if shown.get(key) != value}
-        if want["actionable"] == "false":
-            # Nothing left to decide on this card: a late tap gets it back instead of acting.
-            session.execute(
-                sa.update(BotCard)
-                .where(BotCard.out_track_id == track, BotCard.acted_by.is_(None))
-                .values(acted_by="", action_id="referral.closed", acted_at=utcnow())
-                .execution_options(synchronize_session=False)
-            )
-            session.commit()
-        if not changes:
-            continue
-        queued = session.scalar(
-            sa.select(OutboxMessage).where(OutboxMessage.out_track_id == track, OutboxMessage.state == "queued")
-        )
-        if queued is not None:
-            payload = dict(queued.payload)
-            payload["card_data"] = {**payload.get("card_data", {}), **changes}
-            queued.payload = payload
-            card = session.get(BotCard, track)
-            card.data = {**card.data, **changes}
-            session.commit()
-            continue
         try:
-            update_card(track, changes)
-            updated += 1
+            updated += refresh_card(track, shown, want, closed_action="referral.closed")
         except DingTalkError as exc:
             log.info("referral card not updated", extra={"referral_id": referral_id, "status": exc.code})
     return updated
