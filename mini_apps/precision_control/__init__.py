@@ -8,11 +8,11 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from mini_apps.precision_control import dashboard, escalation, index, rekey, routes
+    from mini_apps.precision_control import cards, dashboard, escalation, index, pages, rekey, retention, routes
     from workbench.api import register_blueprint
     from workbench.cli import register_rekey
 
     register_blueprint(app, routes.bp)
     register_rekey(app, "precision-control persons", rekey.rekey_persons)
-    for part in (escalation, index, dashboard):
+    for part in (cards, pages, escalation, index, dashboard, retention):
         part.init_app(app)  # each registers its own blueprints, card handlers and periodic jobs

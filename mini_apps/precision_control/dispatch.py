@@ -36,6 +36,7 @@ from sqlalchemy import orm
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mini_apps.family_doctor.models import Contract, FamilyDoctorTeam, TeamMember
+from mini_apps.precision_control import cards
 from mini_apps.precision_control.models import (
     OPEN_STATES,
     Campaign,
@@ -479,6 +480,8 @@ def assign_task(session: orm.Session, principal: Principal, task_id: int, data: 
             at=now,
         )
     )
+    session.flush()
+    cards.send_task_card(session, task)
     audit.record(
         principal,
         f"precision_control.task.{action}",

@@ -336,6 +336,7 @@ class TaskEventSchema(Schema):
     from_state = fields.String(allow_none=True)
     to_state = fields.String()
     actor = fields.String()
+    actor_name = fields.String(allow_none=True)
     reason = fields.String(allow_none=True)
     at = fields.DateTime()
 

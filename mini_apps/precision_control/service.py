@@ -21,18 +21,20 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from mini_apps.precision_control import dispatch
+from mini_apps.precision_control import cards, dispatch
 from mini_apps.precision_control.models import (
     CAMPAIGN_STATES,
     PRIORITIES,
     TASK_KINDS,
     Campaign,
     CampaignPerson,
+    ControlTask,
     RosterImport,
 )
 from org_sync.models import OrgNode
 from workbench import audit, db
 from workbench.auth.principal import ADMINISTRATIVE_LEVELS, Principal
+from workbench.db import utcnow
 from workbench.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -450,6 +452,7 @@ def dispatch_new(session: orm.Session, campaign: Campaign, person_ids: list[int]
     # list; that also picks up persons a failed earlier dispatch left behind.
     if person_ids is not None and len(person_ids) > DISPATCH_ID_LIMIT:
         person_ids = None
+    started = utcnow()
     try:
         result = dispatch.dispatch_persons(session, campaign, person_ids)
         session.commit()
@@ -457,6 +460,18 @@ def dispatch_new(session: orm.Session, campaign: Campaign, person_ids: list[int]
         session.rollback()
         log.exception("precision-control dispatch failed after an import", extra={"rows": len(person_ids or [])})
         return {"failed": True}
+    # Tell whoever got tasks (cards, or one summary notice per recipient for many). A concurrent dispatch's tasks
+    # may be among them: announcements are keyed by the assignment, so nobody is told twice.
+    cards.send_assignment_notices(
+        session,
+        sa.select(ControlTask.id).where(
+            ControlTask.campaign_id == campaign.id,
+            ControlTask.state == "assigned",
+            ControlTask.dispatched_by != "manual",
+            ControlTask.assigned_at >= started,
+        ),
+    )
+    session.commit()
     return result or {}
 
 

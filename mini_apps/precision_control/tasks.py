@@ -35,7 +35,7 @@ from mini_apps.precision_control.models import (
 )
 from org_sync.models import OrgMember, OrgNode
 from workbench import audit, privacy
-from workbench.auth.principal import Principal
+from workbench.auth.principal import Principal, actor_names
 from workbench.db import utcnow
 from workbench.errors import ApiError
 
@@ -317,6 +317,7 @@ def get_task(session: orm.Session, principal: Principal, task_id: int) -> dict[s
         sa.select(ControlTaskEvent).where(ControlTaskEvent.task_id == task.id).order_by(ControlTaskEvent.id)
     ).all()
     member_name = session.scalar(sa.select(OrgMember.name).where(OrgMember.id == task.member_id))
+    names = actor_names(session, {event.actor for event in events})
     audit.record(
         principal,
         "precision_control.person.read",
@@ -340,6 +341,7 @@ def get_task(session: orm.Session, principal: Principal, task_id: int) -> dict[s
                 "from_state": event.from_state,
                 "to_state": event.to_state,
                 "actor": event.actor,
+                "actor_name": names.get(event.actor),
                 "reason": event.reason,
                 "at": event.at,
             }

@@ -149,6 +149,12 @@ def test_a_doctor_lists_opens_accepts_and_completes_with_the_form_checked(tree_a
             .all()
         )
         assert steps == ["dispatch", "accept", "start", "complete"]
+    history = tree_client.get(f"{API}/tasks/{desk.named[0]}", headers=doctor.headers).get_json()["events"]
+    assert [(e["action"], e["actor_name"]) for e in history][1:] == [
+        ("accept", doctor.name),
+        ("start", doctor.name),
+        ("complete", doctor.name),
+    ]
 
 
 def test_an_institution_task_is_claimed_by_whoever_accepts_it(tree_app, tree_client, pc_world, desk):
@@ -232,8 +238,8 @@ def test_a_double_accept_moves_the_task_once(tree_app, pc_world, desk):
         barrier = threading.Barrier(2)
         outcomes: list[object] = []
 
-        def accept() -> None:
-            with orm.Session(engine, expire_on_commit=False) as own:
+        def accept() -> None:  # as two requests would: each in its own app context and session
+            with tree_app.app_context(), orm.Session(engine, expire_on_commit=False) as own:
                 principal = load_principal(own, desk.doctor)
                 own.commit()
                 barrier.wait(timeout=30)

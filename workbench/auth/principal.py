@@ -158,6 +158,19 @@ def _outermost(paths: Iterable[str]) -> tuple[str, ...]:
     return tuple(kept)
 
 
+def actor_names(session: orm.Session, actors: Iterable[str]) -> dict[str, str]:
+    """{"corp:userid": name} for the members among `actors` (as `Principal.actor` writes them; one query)."""
+    pairs = {a: tuple(a.split(":", 1)) for a in actors if a and ":" in a and not a.startswith("system")}
+    userids = {userid for _, userid in pairs.values()}
+    if not userids:
+        return {}
+    rows = session.execute(
+        sa.select(OrgMember.corp_id, OrgMember.userid, OrgMember.name).where(OrgMember.userid.in_(userids))
+    ).all()
+    by_pair = {(corp, userid): name for corp, userid, name in rows}
+    return {actor: by_pair[pair] for actor, pair in pairs.items() if pair in by_pair}
+
+
 def operator_principal() -> Principal:
     return Principal(member_id=None, corp_id=None, userid=None, name="运维管理员", operator=True)
 
