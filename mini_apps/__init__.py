@@ -6,9 +6,10 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from mini_apps import catalog, family_doctor, precision_control, referral
+    from mini_apps import catalog, compensation, family_doctor, precision_control, referral
 
     catalog.init_app(app)
     family_doctor.init_app(app)
     referral.init_app(app)
     precision_control.init_app(app)
+    compensation.init_app(app)

@@ -228,7 +228,7 @@ class BatchRejected(ApiError):
 
 
 @dataclass(frozen=True)
-class _NonFinite:
+class NonFinite:
     """NaN or ±Infinity in the JSON (Python's parser accepts them): kept so the item can be told why."""
 
     text: str
@@ -237,14 +237,18 @@ class _NonFinite:
 def parse_body(raw: bytes) -> Any:
     """The request body as JSON, with exact decimals (no float rounding) and NaN/Infinity kept as markers."""
     try:
-        return json.loads(raw, parse_float=Decimal, parse_constant=_NonFinite)
+        return json.loads(raw, parse_float=Decimal, parse_constant=NonFinite)
     except (ValueError, RecursionError):
         raise ApiError("bad_request", "请求体不是合法的 JSON", status=400) from None
 
 
-def _amount(value: Any) -> Decimal | str:
-    """A non-negative finite number that fits the columns, or why not (user-facing)."""
-    if isinstance(value, _NonFinite):
+_SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def amount_of(value: Any, *, places: Decimal = PLACES, maximum: Decimal = MAX_AMOUNT) -> Decimal | str:
+    """A non-negative finite number with at most `places` that stays below `maximum` (the column's precision), or
+    why not (user-facing). Shared with every feed that takes quantities as JSON numbers parsed to Decimal."""
+    if isinstance(value, NonFinite):
         return "必须是有限数值，不能是 NaN 或 Infinity"
     if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
         return "必须是数字（不能是字符串、布尔值或空值）"
@@ -253,14 +257,14 @@ def _amount(value: Any) -> Decimal | str:
         return "必须是有限数值，不能是 NaN 或 Infinity"
     if amount < 0:
         return "不能为负数"
-    if amount >= MAX_AMOUNT:
-        return "数值过大（应小于 10¹⁶）"
+    if amount >= maximum:
+        return f"数值过大（应小于 10{str(maximum.adjusted()).translate(_SUPERSCRIPT)}）"
     try:
-        if amount != amount.quantize(PLACES):
-            return "最多保留 4 位小数"
+        if amount != amount.quantize(places):
+            return f"最多保留 {-places.as_tuple().exponent} 位小数"
     except InvalidOperation:
         return "数值格式不正确"
-    return abs(amount.quantize(PLACES))  # abs: -0 is 0
+    return abs(amount.quantize(places))  # abs: -0 is 0
 
 
 @dataclass
@@ -354,14 +358,14 @@ def read_figures(raw: dict, item: Item, errors: ItemErrors) -> None:
     """An item's numerator, denominator and verdict into `item`; their type problems go to `errors` (shared with
     manual reports, supervision/reports.py, which check items the same way)."""
     index = item.index
-    amount = _amount(raw.get("numerator")) if "numerator" in raw else "分子必填"
+    amount = amount_of(raw.get("numerator")) if "numerator" in raw else "分子必填"
     if isinstance(amount, str):
         errors.add(index, "numerator", amount)
     else:
         item.numerator = amount
     if raw.get("denominator") is not None:
         item.has_denominator = True
-        amount = _amount(raw["denominator"])
+        amount = amount_of(raw["denominator"])
         if isinstance(amount, str):
             errors.add(index, "denominator", amount)
         else:
@@ -377,7 +381,9 @@ def read_figures(raw: dict, item: Item, errors: ItemErrors) -> None:
             item.verdict = verdict.strip()
 
 
-def _units(session: orm.Session, system_node: OrgNode, items: list[Item]) -> dict[tuple[str, Any], OrgNode | str]:
+def resolve_units(
+    session: orm.Session, system_node: OrgNode, items: list[Item]
+) -> dict[tuple[str, Any], OrgNode | str]:
     """Each (form, value) the items name → the node, or why it cannot be used (user-facing)."""
     wanted: dict[str, set] = defaultdict(set)
     for item in items:
@@ -423,7 +429,7 @@ def _validate(
         else {}
     )
     system_node = session.get(OrgNode, system.node_id)
-    units = _units(session, system_node, items) if system_node is not None else {}
+    units = resolve_units(session, system_node, items) if system_node is not None else {}
     rows: list[values.ValueRow] = []
     seen: dict[tuple, int] = {}
     for item in items:

@@ -2,10 +2,21 @@
 
 from bot.models import BotApproval, BotCard, DailySend, OutboxMessage, WebhookRobot
 from mini_apps.catalog.models import AppGroup, CatalogApp
+from mini_apps.compensation.models import (
+    EquivalentTable,
+    EquivalentValue,
+    InstitutionTier,
+    ServiceItem,
+    WorkloadBatch,
+    WorkloadExclusion,
+    WorkloadQuantity,
+)
 from mini_apps.family_doctor.models import Contract, FamilyDoctorTeam, Resident, TeamMember
 from mini_apps.precision_control.models import (
     Campaign,
     CampaignPerson,
+    ControlIndexDay,
+    ControlNotice,
     ControlTask,
     ControlTaskEvent,
     DispatchRule,

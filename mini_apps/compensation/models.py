@@ -1,0 +1,177 @@
+"""补偿机制改革: paying grassroots institutions by standardised workload (标化工作当量, reference/domain.md §2).
+
+Every coefficient, table and rule is data, versioned, never code (the formulas in the reference are
+reconstructions):
+
+- `ServiceItem`: the service-item list (服务项目清单) — code, name, package (基本医疗, 基本公卫, 家庭医生签约), unit,
+  and its quality gate (the fields a record must carry for a unit to count).
+- `EquivalentTable` and `EquivalentValue`: the 当量 table (标化工作当量表). The province publishes a version with
+  its validity period and the bounds within which counties may adjust it; a county's table is an adjustment of a
+  province table (`base_table_id`) holding only the values it changes. Values per remoteness tier (I/II/III).
+- `InstitutionTier`: which tier's values an institution is paid by.
+- `WorkloadBatch`, `WorkloadQuantity`, `WorkloadExclusion`: verified quantities per institution (and per doctor,
+  for internal distribution), period and item, from system feeds or approved manual entry; a late correction is a
+  new version of the quantity, the old one kept; every unit a quality gate excluded is kept with its reason.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy import orm
+from sqlalchemy.dialects import postgresql
+
+from workbench.db import Model, UTCDateTime, utcnow
+
+JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+QUANTITY = sa.Numeric(14, 2)  # service units: visits, records, contract-years (halves occur: 0.5 contract-year)
+EQUIVALENT = sa.Numeric(12, 4)  # 当量 per unit
+
+PACKAGES = {
+    "basic_medical": "基本医疗服务包",
+    "public_health": "基本公共卫生服务包",
+    "contract": "家庭医生签约服务包",
+}
+TIERS = {1: "一类地区", 2: "二类地区", 3: "三类地区"}  # remoteness (UNCONFIRMED: Changping's groups I/II/III)
+TABLE_STATES = {"draft": "草稿", "published": "已发布", "withdrawn": "已撤回"}
+BATCH_SOURCES = {"feed": "系统推送", "manual": "手工填报"}
+BATCH_STATES = {"pending": "待审批", "applied": "已生效", "refused": "已退回"}
+
+
+class ServiceItem(Model):
+    __tablename__ = "comp_items"
+
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    code: orm.Mapped[str] = orm.mapped_column(sa.String(32), unique=True)
+    name: orm.Mapped[str] = orm.mapped_column(sa.String(100))
+    package: orm.Mapped[str] = orm.mapped_column(sa.String(16))  # PACKAGES
+    unit: orm.Mapped[str] = orm.mapped_column(sa.String(20))  # 人次, 份, 人年 …
+    # The quality gate: {"required_fields": ["sbp", "dbp", "next_visit"]} — a record without them does not count.
+    # Items with a gate are taken as records (one per unit, so each excluded unit has its reason); the others
+    # may be sent as counts.
+    quality_rule: orm.Mapped[dict] = orm.mapped_column(JSON, default=dict)
+    active: orm.Mapped[bool] = orm.mapped_column(default=True)
+    note: orm.Mapped[str | None] = orm.mapped_column(sa.Text)
+    created_by: orm.Mapped[str] = orm.mapped_column(sa.String(140))
+    created_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class EquivalentTable(Model):
+    """One version of a region's 当量 table. A province table (no base) lists every item; a county table adjusts a
+    published province table within its bounds and lists only what it changes."""
+
+    __tablename__ = "comp_tables"
+    __table_args__ = (sa.UniqueConstraint("region_node_id", "version"),)
+
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    region_node_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("org_nodes.id"), index=True)
+    base_table_id: orm.Mapped[int | None] = orm.mapped_column(sa.ForeignKey("comp_tables.id"))
+    version: orm.Mapped[str] = orm.mapped_column(sa.String(20))
+    name: orm.Mapped[str] = orm.mapped_column(sa.String(100))
+    valid_from: orm.Mapped[date] = orm.mapped_column(sa.Date)
+    valid_to: orm.Mapped[date | None] = orm.mapped_column(sa.Date)  # inclusive; open-ended when None
+    state: orm.Mapped[str] = orm.mapped_column(sa.String(10), default="draft")  # TABLE_STATES
+    # Province tables: how far (percent) a county may move each value, e.g. -20 … +20.
+    adjust_min_pct: orm.Mapped[Decimal | None] = orm.mapped_column(sa.Numeric(6, 2))
+    adjust_max_pct: orm.Mapped[Decimal | None] = orm.mapped_column(sa.Numeric(6, 2))
+    note: orm.Mapped[str | None] = orm.mapped_column(sa.Text)
+    created_by: orm.Mapped[str] = orm.mapped_column(sa.String(140))
+    created_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow)
+    published_by: orm.Mapped[str | None] = orm.mapped_column(sa.String(140))
+    published_at: orm.Mapped[datetime | None] = orm.mapped_column(UTCDateTime())
+
+
+class EquivalentValue(Model):
+    __tablename__ = "comp_table_values"
+    __table_args__ = (sa.UniqueConstraint("table_id", "item_id", "tier"),)
+
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    table_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("comp_tables.id", ondelete="CASCADE"))
+    item_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("comp_items.id"), index=True)
+    tier: orm.Mapped[int] = orm.mapped_column(sa.SmallInteger, default=1)  # TIERS
+    value: orm.Mapped[Decimal] = orm.mapped_column(EQUIVALENT)
+
+
+class InstitutionTier(Model):
+    """The remoteness tier an institution is paid by (tier 1 unless set)."""
+
+    __tablename__ = "comp_institution_tiers"
+
+    institution_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("org_nodes.id"), primary_key=True)
+    tier: orm.Mapped[int] = orm.mapped_column(sa.SmallInteger)
+    set_by: orm.Mapped[str] = orm.mapped_column(sa.String(140))
+    set_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class WorkloadBatch(Model):
+    """One feed post (idempotent by the system's batch key) or one manual entry awaiting approval."""
+
+    __tablename__ = "comp_workload_batches"
+    __table_args__ = (sa.UniqueConstraint("feed_system_id", "batch_key"),)
+
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    source: orm.Mapped[str] = orm.mapped_column(sa.String(8))  # BATCH_SOURCES
+    feed_system_id: orm.Mapped[int | None] = orm.mapped_column(sa.ForeignKey("feed_systems.id"))
+    batch_key: orm.Mapped[str | None] = orm.mapped_column(sa.String(100))
+    sha256: orm.Mapped[str] = orm.mapped_column(sa.String(64))  # of the canonical payload: a replay or a conflict
+    institution_id: orm.Mapped[int | None] = orm.mapped_column(sa.ForeignKey("org_nodes.id"))  # manual entries
+    period: orm.Mapped[str | None] = orm.mapped_column(sa.String(7))  # manual entries: YYYY-MM
+    payload: orm.Mapped[dict | None] = orm.mapped_column(JSON)  # a manual entry's lines until approved
+    state: orm.Mapped[str] = orm.mapped_column(sa.String(8), default="applied")  # BATCH_STATES
+    approval_id: orm.Mapped[int | None] = orm.mapped_column(sa.ForeignKey("bot_approvals.id"))
+    items: orm.Mapped[int] = orm.mapped_column(default=0)
+    submitted_by: orm.Mapped[str] = orm.mapped_column(sa.String(140))
+    submitted_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow)
+    decided_by: orm.Mapped[str | None] = orm.mapped_column(sa.String(140))
+    decided_at: orm.Mapped[datetime | None] = orm.mapped_column(UTCDateTime())
+    reason: orm.Mapped[str | None] = orm.mapped_column(sa.String(500))  # a refusal's
+
+
+class WorkloadQuantity(Model):
+    """A verified quantity of one item, institution (and doctor), month. A correction adds a version and clears
+    `is_current` on the one it supersedes; settlements read only current rows and freeze what they read."""
+
+    __tablename__ = "comp_workload"
+    __table_args__ = (
+        sa.Index("ix_comp_workload_current", "period", "institution_id", "item_id", "member_id", "is_current"),
+        # One current version per (institution, doctor or none, month, item), whatever the writers do.
+        sa.Index(
+            "uq_comp_workload_current",
+            "institution_id",
+            sa.text("coalesce(member_id, 0)"),
+            "period",
+            "item_id",
+            unique=True,
+            postgresql_where=sa.text("is_current"),
+            sqlite_where=sa.text("is_current"),
+        ),
+    )
+
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    institution_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("org_nodes.id"))
+    member_id: orm.Mapped[int | None] = orm.mapped_column(sa.ForeignKey("org_members.id"))  # per doctor
+    period: orm.Mapped[str] = orm.mapped_column(sa.String(7))  # YYYY-MM
+    item_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("comp_items.id"))
+    qty_raw: orm.Mapped[Decimal] = orm.mapped_column(QUANTITY)  # as sent
+    qty_verified: orm.Mapped[Decimal] = orm.mapped_column(QUANTITY)  # what passed the quality gate
+    batch_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("comp_workload_batches.id"), index=True)
+    version: orm.Mapped[int] = orm.mapped_column(default=1)
+    is_current: orm.Mapped[bool] = orm.mapped_column(default=True)
+    supersedes_id: orm.Mapped[int | None] = orm.mapped_column(sa.ForeignKey("comp_workload.id"), index=True)
+    recorded_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow)
+
+
+class WorkloadExclusion(Model):
+    """Units a quality gate kept out of `qty_verified`, each with the source record and the reason."""
+
+    __tablename__ = "comp_workload_exclusions"
+
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    quantity_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("comp_workload.id"), index=True)
+    record_ref: orm.Mapped[str | None] = orm.mapped_column(sa.String(64))  # the source system's record id
+    units: orm.Mapped[Decimal] = orm.mapped_column(QUANTITY)
+    rule: orm.Mapped[str] = orm.mapped_column(sa.String(40))  # e.g. required_fields
+    reason: orm.Mapped[str] = orm.mapped_column(sa.String(200))  # 缺少必填项：舒张压
