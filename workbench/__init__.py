@@ -5,6 +5,9 @@ from __future__ import annotations
 from flask import Flask
 
 from config import Settings, load_settings
+from workbench import messages_zh
+
+messages_zh.apply()  # before any schema is defined: see the module
 
 
 def create_app(settings: Settings | None = None) -> Flask:
