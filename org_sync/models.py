@@ -26,6 +26,11 @@ LEVELS = (
 LAYERS = ("administrative", "operational", "service")
 
 
+def path_ids(path: str) -> list[int]:
+    """The node ids of a materialised path ("/1/5/42/"), root first: the node and its ancestors."""
+    return [int(part) for part in path.strip("/").split("/") if part]
+
+
 class OrgNode(Model):
     """A DingTalk department mirrored into the tree."""
 

@@ -38,7 +38,7 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 
 from bot import messages, outbox
-from org_sync.models import OrgMember, OrgNode
+from org_sync.models import OrgMember, OrgNode, path_ids
 from supervision.catalog import effective_targets, is_province_admin
 from supervision.models import (
     COMPARISONS,
@@ -73,10 +73,6 @@ SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 
 def _period(period: Period | str) -> Period:
     return period if isinstance(period, Period) else parse(period)
-
-
-def _path_ids(path: str) -> list[int]:
-    return [int(part) for part in path.strip("/").split("/") if part]
 
 
 # -- evaluation -------------------------------------------------------------------------------------------------
@@ -287,7 +283,7 @@ def _inhibit(rows: Sequence[_Row]) -> None:
     for row in rows:
         inhibitor = None
         if row.alert.state == "firing":
-            for ancestor in reversed(_path_ids(row.path)[:-1]):
+            for ancestor in reversed(path_ids(row.path)[:-1]):
                 inhibitor = firing.get((row.rule.indicator_id, ancestor))
                 if inhibitor is not None:
                     break
@@ -338,12 +334,14 @@ def _due(row: _Row, now: datetime) -> str | None:
     return None
 
 
-def _routes(session: orm.Session) -> dict[int, AlertRoute]:
+def routes_by_node(session: orm.Session) -> dict[int, AlertRoute]:
+    """Every alert route by its node (a few hundred at most: one per unit that set its own chat)."""
     return {route.node_id: route for route in session.scalars(sa.select(AlertRoute))}
 
 
-def _route_for(path: str, routes: Mapping[int, AlertRoute]) -> AlertRoute | None:
-    for node_id in reversed(_path_ids(path)):
+def route_for(path: str, routes: Mapping[int, AlertRoute]) -> AlertRoute | None:
+    """The nearest route at or above the node of `path` (routes inherit down the tree)."""
+    for node_id in reversed(path_ids(path)):
         route = routes.get(node_id)
         if route is not None:
             return route
@@ -360,10 +358,10 @@ def notify(session: orm.Session, period: Period | str, now: datetime | None = No
     due = [(row, kind) for row in rows if (kind := _due(row, now))]
     if not due:
         return counts
-    routes = _routes(session)
+    routes = routes_by_node(session)
     groups: dict[tuple[int, str], list[_Row]] = defaultdict(list)
     for row, kind in due:
-        route = _route_for(row.path, routes)
+        route = route_for(row.path, routes)
         if route is None:
             counts["unrouted"] += 1
             continue

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 from sqlalchemy.exc import IntegrityError
 
-from org_sync.models import OrgNode
+from org_sync.models import OrgNode, path_ids
 from supervision import rollup
 from supervision.models import (
     COLLECTIONS,
@@ -417,10 +417,6 @@ class EffectiveTarget:
 _NODE_CHUNK = 10_000
 
 
-def _path_ids(path: str) -> list[int]:
-    return [int(part) for part in path.strip("/").split("/") if part]
-
-
 def effective_targets(
     session: orm.Session, indicator_ids: Iterable[int], node_ids: Iterable[int], year: int
 ) -> dict[tuple[int, int], EffectiveTarget]:
@@ -453,7 +449,7 @@ def effective_targets(
         )
     result: dict[tuple[int, int], EffectiveTarget] = {}
     for node_id, path in paths.items():
-        chain = list(reversed(_path_ids(path)))  # the node first, then up to the root
+        chain = list(reversed(path_ids(path)))  # the node first, then up to the root
         for indicator_id in indicator_ids:
             for ancestor in chain:
                 value = own.get((indicator_id, ancestor))

@@ -19,7 +19,7 @@ from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from sqlalchemy import orm
 
-from org_sync.models import OrgNode
+from org_sync.models import OrgNode, path_ids
 from org_sync.rollup import REPORTED_LEVELS
 from supervision import figures
 from supervision.models import DIMENSIONS
@@ -58,10 +58,6 @@ MET = {True: "达标", False: "未达标", None: "无目标"}
 # -- where the dashboard opens -----------------------------------------------------------------------------------
 
 
-def _ids(path: str) -> list[int]:
-    return [int(part) for part in path.strip("/").split("/") if part]
-
-
 def home(principal: Principal, session: orm.Session, *, node_id: Any = None) -> dict[str, Any]:
     """The node the dashboard shows (`node_id`, else the caller's widest node with figures), the breadcrumbs from
     the outermost node the caller may read down to it, its children with figures (the node picker), and the
@@ -72,11 +68,11 @@ def home(principal: Principal, session: orm.Session, *, node_id: Any = None) -> 
         n.id: n
         for n in session.scalars(
             sa.select(OrgNode).where(
-                OrgNode.id.in_(_ids(node.path)), OrgNode.level.in_(REPORTED_LEVELS), OrgNode.deleted_at.is_(None)
+                OrgNode.id.in_(path_ids(node.path)), OrgNode.level.in_(REPORTED_LEVELS), OrgNode.deleted_at.is_(None)
             )
         )
     }
-    trail = [ancestors[i] for i in _ids(node.path) if i in ancestors and scope.covers_path(ancestors[i].path)]
+    trail = [ancestors[i] for i in path_ids(node.path) if i in ancestors and scope.covers_path(ancestors[i].path)]
     today = datetime.now(figures.CHINA).date()
     return {
         "node": _view(node),
@@ -101,7 +97,7 @@ def _widest(principal: Principal, session: orm.Session) -> OrgNode:
     if not candidates:
         # Reader roles over internal departments only, or over deleted nodes: nothing with figures to open at.
         raise ApiError("not_found", "没有可查看指标的组织节点", status=404, field="node_id")
-    return min(candidates, key=lambda n: (len(_ids(n.path)), n.path))
+    return min(candidates, key=lambda n: (len(path_ids(n.path)), n.path))
 
 
 def _children(session: orm.Session, node: OrgNode) -> list[OrgNode]:

@@ -35,7 +35,7 @@ from mini_apps.family_doctor.models import (
     Resident,
     TeamMember,
 )
-from org_sync.models import OrgMember, OrgMembership, OrgNode
+from org_sync.models import OrgMember, OrgMembership, OrgNode, path_ids
 from workbench import audit, db, privacy
 from workbench.auth.principal import INSTITUTION_LEVELS, Principal
 from workbench.db import utcnow
@@ -182,7 +182,7 @@ def _institution_for(session: orm.Session, node_id: int) -> OrgNode:
     if node.level in INSTITUTION_LEVELS:
         return node
     if node.level == "internal_department":
-        chain = [int(part) for part in node.path.strip("/").split("/") if part]
+        chain = path_ids(node.path)
         above = {
             n.id: n
             for n in session.scalars(

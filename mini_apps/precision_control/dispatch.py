@@ -46,7 +46,7 @@ from mini_apps.precision_control.models import (
     DispatchRule,
     ServiceArea,
 )
-from org_sync.models import OrgMember, OrgMembership, OrgNode
+from org_sync.models import OrgMember, OrgMembership, OrgNode, path_ids
 from workbench import audit
 from workbench.auth.principal import INSTITUTION_LEVELS, Principal
 from workbench.db import utcnow
@@ -128,6 +128,7 @@ def dispatch_persons(
     person_ids: list[int] | None = None,
     *,
     actor: str = SYSTEM_ACTOR,
+    now: datetime | None = None,
 ) -> dict:
     """Create the task of every person of `campaign` (or of `person_ids` among them) that has none yet.
 
@@ -135,7 +136,7 @@ def dispatch_persons(
     "unassigned_county": queued with no county, "by": {family_doctor|rule|area|queue: n}} — the counts after
     the call over the persons considered (a concurrent dispatch's tasks included). Flushes, does not commit."""
     session.flush()
-    now = utcnow()
+    now = now or utcnow()  # the tasks this call creates carry it as `assigned_at` (the caller may announce them)
     today = now.date()
     if person_ids is not None and not person_ids:
         return {"created": 0, "persons": 0, "assigned": 0, "queued": 0, "unassigned_county": 0, "by": {}}
@@ -356,13 +357,13 @@ def _may_assign(session: orm.Session, principal: Principal, task: ControlTask) -
 
 
 def _institution_of(session: orm.Session, node: OrgNode) -> OrgNode | None:
-    ids = [int(part) for part in node.path.strip("/").split("/") if part]
+    ids = path_ids(node.path)
     chain = session.scalars(sa.select(OrgNode).where(OrgNode.id.in_(ids), OrgNode.level.in_(INSTITUTION_LEVELS))).all()
     return max(chain, key=lambda n: n.depth, default=None)
 
 
 def _county_of(session: orm.Session, node: OrgNode) -> OrgNode | None:
-    ids = [int(part) for part in node.path.strip("/").split("/") if part]
+    ids = path_ids(node.path)
     chain = session.scalars(sa.select(OrgNode).where(OrgNode.id.in_(ids), OrgNode.level == "county_bureau")).all()
     return max(chain, key=lambda n: n.depth, default=None)
 
@@ -445,6 +446,13 @@ def task_view(task: ControlTask, now: datetime | None = None) -> dict:
     }
 
 
+def _restart_follow_up(task: ControlTask) -> None:
+    """Whoever holds a task now is reminded and escalated to afresh (the level is worked out again from how long it
+    has been overdue, so a long-overdue task reaches the new holder's levels at the next run)."""
+    task.reminded_at = task.escalated_at = None
+    task.escalation_level = 0
+
+
 def assign_task(session: orm.Session, principal: Principal, task_id: int, data: dict) -> dict:
     """A county administrator assigns a queued task, or re-assigns an assigned one, to an institution (a team, a
     doctor). 404 outside the queue-holder's scope, 409 past the assignable states, 422 on a bad target/reason."""
@@ -467,6 +475,7 @@ def assign_task(session: orm.Session, principal: Principal, task_id: int, data: 
     task.member_id = member.id if member else None
     task.dispatched_by = "manual"
     task.assigned_at, task.accepted_at = now, None
+    _restart_follow_up(task)
     action = "assign" if from_state == "queued" else "reassign"
     session.add(
         ControlTaskEvent(
@@ -512,6 +521,7 @@ def refuse_task(session: orm.Session, principal: Principal, task_id: int, data: 
     task.institution_id = task.team_id = task.member_id = None
     task.dispatched_by = None
     task.assigned_at = task.accepted_at = None
+    _restart_follow_up(task)
     session.add(
         ControlTaskEvent(
             task_id=task.id,

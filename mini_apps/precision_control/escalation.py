@@ -27,14 +27,15 @@ overdue for days jumps straight to the county with one step), each preceded by i
 `ControlTaskEvent(action="escalate")` rows.
 
 Then the tasks are grouped by the chat responsible at their CURRENT level: the nearest `AlertRoute` at or above
-the responsible unit (routes inherit down the tree, as `supervision.alerts` routes alerts). ONE message per chat
+the responsible unit (routes inherit down the tree, as `supervision.alerts` routes alerts; two routes naming the
+same chat are one chat). ONE message per chat
 and campaign — a chat answering at two levels at once (a lead hospital's chat that also serves its member
 institutions without their own route) gets one message with a section per level — with a line per unit
 (institution, or a county's queue): how many tasks are overdue and the oldest due time; the route's people @-ed
 in the text; a link to the campaign's dashboard at the chat's node. When a chat is told:
 - its first message for the campaign goes at once;
 - the same overdue tasks again only after the campaign's `repeat_interval_hours` (Alertmanager's
-  repeat_interval), measured from the last `ControlNotice` (campaign, escalation, chat's node);
+  repeat_interval), measured from the last `ControlNotice` (campaign, escalation, chat);
 - tasks newly reaching a level in that chat go out at the next run even inside the repeat interval — escalation
   is news the level above needs now, not tomorrow — but no more often than once per `GROUP_INTERVAL` per chat
   (Alertmanager's group_interval), so tasks trickling in do not ping a chat every 15 minutes. Such a message
@@ -48,9 +49,10 @@ window function (a few rows per recipient), the escalation groups by one GROUP B
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -61,7 +63,7 @@ from flask import Flask
 from sqlalchemy import orm
 
 from bot import messages, outbox
-from mini_apps.family_doctor.models import TeamChat, TeamMember
+from mini_apps.family_doctor.models import TeamMember
 from mini_apps.precision_control.dispatch import _json_object
 from mini_apps.precision_control.models import (
     OPEN_STATES,
@@ -72,7 +74,8 @@ from mini_apps.precision_control.models import (
     ControlTask,
     ControlTaskEvent,
 )
-from org_sync.models import OrgMember, OrgNode
+from org_sync.models import OrgMember, OrgNode, path_ids
+from supervision.alerts import route_for, routes_by_node
 from supervision.models import AlertRoute
 from workbench import audit, db
 from workbench.db import utcnow
@@ -92,7 +95,7 @@ LEVELS = {1: "机构", 2: "医共体", 3: "县级"}
 MESSAGE_BYTES = min(18_000, outbox.MESSAGE_LIMITS["robot_group"]) - 1_000
 REMINDER_LINES = 5  # person lines in a reminder; a work notice is at most 2,000 bytes
 NAME_CHARS = 40  # of a campaign's name in a message
-DUE_SOON_LINK = "/h5/apps/precision_control/?due=soon"
+DUE_SOON_LINK = "/h5/apps/precision_control/?filter=soon"
 
 
 def _china(moment: datetime) -> str:
@@ -108,21 +111,9 @@ def _short(name: str) -> str:
     return name if len(name) <= NAME_CHARS else name[: NAME_CHARS - 1] + "…"
 
 
-def _path_ids(path: str) -> list[int]:
-    return [int(part) for part in path.strip("/").split("/") if part]
-
-
-def _routes(session: orm.Session) -> dict[int, AlertRoute]:
-    return {route.node_id: route for route in session.scalars(sa.select(AlertRoute))}
-
-
-def _route_for(path: str, routes: Mapping[int, AlertRoute]) -> AlertRoute | None:
-    """The nearest route at or above the node of `path` (routes inherit down the tree)."""
-    for node_id in reversed(_path_ids(path)):
-        route = routes.get(node_id)
-        if route is not None:
-            return route
-    return None
+def _digest(text: str) -> str:
+    """A short stable stand-in for a conversation id in idempotency keys (ids run to 64+ characters)."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -139,7 +130,7 @@ def _nodes_with_ancestors(session: orm.Session, ids: set[int]) -> dict[int, _Nod
     if not ids:
         return {}
     paths = session.scalars(sa.select(OrgNode.path).where(OrgNode.id.in_(ids))).all()
-    everything = {node_id for path in paths for node_id in _path_ids(path)} | ids
+    everything = {node_id for path in paths for node_id in path_ids(path)} | ids
     return {
         row.id: _Node(row.id, row.name, row.level, row.path)
         for row in session.execute(
@@ -224,7 +215,7 @@ def _reminder_message(campaign: Campaign, recipient: _Recipient, *, persons: boo
         if recipient.total > len(recipient.lines):
             lines.append(f"等共 {recipient.total} 项")
     else:
-        # A signed-doctor chat has residents in it: counts and times only, never who is on a control roster.
+        # A group chat holds people who do not work these tasks: counts and times only, never who is on a roster.
         lines.append(f"最早截止：{_china(recipient.lines[0][0])}")
     return messages.notice(title=title, lines=lines, link=public_url(DUE_SOON_LINK), link_text="查看即将到期的任务")
 
@@ -257,31 +248,46 @@ def remind(session: orm.Session, campaign: Campaign, now: datetime) -> dict[str,
             )
         ).all()
     )
-    team_chats = dict(
-        session.execute(
-            sa.select(TeamChat.team_id, TeamChat.open_conversation_id).where(
-                TeamChat.team_id.in_(by_kind["team"] or [-1]), TeamChat.open_conversation_id.is_not(None)
-            )
-        ).all()
-    )
     team_staff: dict[int, list[str]] = defaultdict(list)
     for team_id, userid in session.execute(
         sa.select(TeamMember.team_id, OrgMember.userid)
         .join(OrgMember, OrgMember.id == TeamMember.member_id)
-        .where(
-            TeamMember.team_id.in_((by_kind["team"] - set(team_chats)) or [-1]),
-            OrgMember.deleted_at.is_(None),
-            OrgMember.active,
-        )
+        .where(TeamMember.team_id.in_(by_kind["team"] or [-1]), OrgMember.deleted_at.is_(None), OrgMember.active)
         .order_by(TeamMember.team_id, OrgMember.userid)
     ):
         team_staff[team_id].append(userid)
-    routes = _routes(session) if by_kind["institution"] else {}
+    routes = routes_by_node(session) if by_kind["institution"] else {}
     nodes = _nodes_with_ancestors(session, by_kind["institution"]) if routes else {}
 
-    slot = _slot(now)
+    # One message per destination: a doctor's own tasks and their teams' unclaimed ones go in one work notice; the
+    # institutions sharing a chat (by route inheritance) go in one chat message.
+    destinations: dict[tuple[str, str], _Recipient] = {}
+
+    def add(channel: str, target: str, recipient: _Recipient) -> None:
+        merged = destinations.setdefault((channel, target), _Recipient(channel, 0, 0, recipient.institution_id))
+        merged.total += recipient.total
+        merged.lines = sorted(merged.lines + recipient.lines, key=lambda line: line[0])[:REMINDER_LINES]
+
     for (kind, who), recipient in sorted(recipients.items()):
-        key = f"precision_control:reminder:{campaign.id}:{kind}:{who}:{slot}"
+        if kind == "member" and who in userids:
+            add("work_notice", userids[who], recipient)
+        elif kind == "team" and team_staff.get(who):
+            # Work notices to the team's staff, never the signed-doctor chat: residents are members of it.
+            for userid in team_staff[who]:
+                add("work_notice", userid, recipient)
+        elif kind == "institution" and who in nodes and (route := route_for(nodes[who].path, routes)):
+            add("robot_group", route.conversation_id, recipient)
+        else:
+            counts["unreached"] += recipient.total
+        counts["tasks"] += recipient.total
+
+    slot = _slot(now)
+    mentions = {route.conversation_id: route.mention_userids or [] for route in routes.values()}
+    for (channel, target), recipient in sorted(destinations.items()):
+        # The slot alone is not enough: a second run in the same slot sees only tasks newly due.
+        key = (
+            f"precision_control:reminder:{campaign.id}:{target}:{slot}:{recipient.total}:{recipient.lines[0][0]:%H%M%S}"
+        )
         notice = ControlNotice(
             campaign_id=campaign.id,
             kind="reminder",
@@ -291,29 +297,21 @@ def remind(session: orm.Session, campaign: Campaign, now: datetime) -> dict[str,
             message_key=key,
             sent_at=now,
         )
-        sent = False
-        if kind == "member" and who in userids:
+        if channel == "work_notice":
             message = _reminder_message(campaign, recipient, persons=True, hours=hours)
-            sent = _enqueue(session, "work_notice", message, key, to=[userids[who]])
-            notice.userid = userids[who]
-        elif kind == "team" and who in team_chats:
-            message = _reminder_message(campaign, recipient, persons=False, hours=hours)
-            sent = _enqueue(session, "robot_group", message, key, target=team_chats[who])
-            notice.conversation_id = team_chats[who]
-        elif kind == "team" and team_staff.get(who):
-            message = _reminder_message(campaign, recipient, persons=True, hours=hours)
-            sent = _enqueue(session, "work_notice", message, key, to=team_staff[who])
-        elif kind == "institution" and who in nodes and (route := _route_for(nodes[who].path, routes)):
-            base = _reminder_message(campaign, recipient, persons=True, hours=hours)
-            message = messages.markdown(base["title"], base["text"], at_userids=route.mention_userids or [])
-            sent = _enqueue(session, "robot_group", message, key, target=route.conversation_id)
-            notice.conversation_id = route.conversation_id
+            sent = _enqueue(session, channel, message, key, to=[target])
+            notice.userid = target
+        else:
+            # A chat holds people who do not work these tasks: counts and times only.
+            base = _reminder_message(campaign, recipient, persons=False, hours=hours)
+            message = messages.markdown(base["title"], base["text"], at_userids=mentions.get(target, []))
+            sent = _enqueue(session, channel, message, key, target=target)
+            notice.conversation_id = target
         if sent:
             session.add(notice)
             counts["messages"] += 1
         else:
             counts["unreached"] += recipient.total
-        counts["tasks"] += recipient.total
     # Every task in the window is marked — reached or not — so each is looked at once (see the module docstring).
     session.execute(
         sa.update(ControlTask)
@@ -429,7 +427,7 @@ def _units(
                 lead = next(
                     (
                         i
-                        for i in reversed(_path_ids(nodes[institution_id].path))
+                        for i in reversed(path_ids(nodes[institution_id].path))
                         if i in nodes and nodes[i].level == "medical_community_lead"
                     ),
                     None,
@@ -527,14 +525,18 @@ def escalate(session: orm.Session, campaign: Campaign, now: datetime) -> dict[st
     lines, nodes = _units(session, campaign, overdue)
     if not lines:
         return counts
-    routes = _routes(session)
-    groups: dict[int, list[OverdueUnit]] = defaultdict(list)
+    routes = routes_by_node(session)
+    # Grouped by the chat itself: two routes (a county and its community, say) may point at one chat.
+    groups: dict[str, list[OverdueUnit]] = defaultdict(list)
+    chat_route: dict[str, AlertRoute] = {}
     for answers, unit in lines:
-        route = _route_for(nodes[answers].path, routes)
+        route = route_for(nodes[answers].path, routes)
         if route is None:
             counts["unrouted"] += unit.count
             continue
-        groups[route.node_id].append(unit)
+        groups[route.conversation_id].append(unit)
+        known = chat_route.get(route.conversation_id)
+        chat_route[route.conversation_id] = route if known is None or route.node_id < known.node_id else known
     if counts["unrouted"]:
         log.warning(
             "overdue precision-control tasks have no alert route at or above their unit; not sent",
@@ -542,20 +544,20 @@ def escalate(session: orm.Session, campaign: Campaign, now: datetime) -> dict[st
         )
     last_sent = dict(
         session.execute(
-            sa.select(ControlNotice.node_id, sa.func.max(ControlNotice.sent_at))
+            sa.select(ControlNotice.conversation_id, sa.func.max(ControlNotice.sent_at))
             .where(
                 ControlNotice.campaign_id == campaign.id,
                 ControlNotice.kind == "escalation",
-                ControlNotice.node_id.in_(list(groups) or [-1]),
+                ControlNotice.conversation_id.in_(list(groups) or [""]),
             )
-            .group_by(ControlNotice.node_id)
+            .group_by(ControlNotice.conversation_id)
         ).all()
     )
     repeat = timedelta(hours=campaign.repeat_interval_hours or 24)
     slot = _slot(now)
-    for route_node, units in sorted(groups.items()):
-        route = routes[route_node]
-        last = last_sent.get(route_node)
+    for chat, units in sorted(groups.items()):
+        route = chat_route[chat]
+        last = last_sent.get(chat)
         newest = max(u.newest_escalation for u in units)
         due = (
             last is None
@@ -567,14 +569,14 @@ def escalate(session: orm.Session, campaign: Campaign, now: datetime) -> dict[st
         counts["chats"] += 1
         built = escalation_messages(campaign, route, units, now, last_sent=last)
         for index, (message, level, task_count) in enumerate(built, start=1):
-            key = f"precision_control:escalation:{campaign.id}:{route_node}:{level}:{slot}:{index}"
+            key = f"precision_control:escalation:{campaign.id}:{_digest(chat)}:{level}:{slot}:{index}"
             if not _enqueue(session, "robot_group", message, key, target=route.conversation_id):
                 continue
             session.add(
                 ControlNotice(
                     campaign_id=campaign.id,
                     kind="escalation",
-                    node_id=route_node,
+                    node_id=route.node_id,
                     level=level,
                     conversation_id=route.conversation_id,
                     task_count=task_count,

@@ -60,9 +60,9 @@ from mini_apps.precision_control.models import (
     ControlNotice,
     ControlTask,
 )
-from org_sync.models import OrgNode
+from org_sync.models import OrgNode, path_ids
 from org_sync.rollup import REPORTED_LEVELS
-from supervision.models import AlertRoute
+from supervision.alerts import route_for, routes_by_node
 from workbench import db, h5
 from workbench.auth.principal import Principal
 from workbench.db import utcnow
@@ -181,10 +181,6 @@ class CampaignFigures:
         }
 
 
-def _path_ids(path: str) -> list[int]:
-    return [int(part) for part in path.strip("/").split("/") if part]
-
-
 def compute(session: orm.Session, campaign: Campaign, owner: OrgNode, now: datetime) -> CampaignFigures:
     """Every node's figures in two statements: the tasks aggregated per attribution node (institution, else
     county), then those nodes' paths; each group is added to every node on its path (set-based, never per node)."""
@@ -228,7 +224,7 @@ def compute(session: orm.Session, campaign: Campaign, owner: OrgNode, now: datet
     result = CampaignFigures(campaign, owner, now)
     for key, figures in groups.items():
         # Unattributed tasks (no county answers for the address) are the owner's alone.
-        targets = _path_ids(paths[key]) if key in paths else [owner.id]
+        targets = path_ids(paths[key]) if key in paths else [owner.id]
         for node_id in targets:
             result.by_node.setdefault(node_id, Figures()).add(figures)
     return result
@@ -269,7 +265,7 @@ def index_place(session: orm.Session, principal: Principal, campaign_id: int, no
     if not tops:
         raise _campaign_not_found(campaign_id)
     if node_id is None:
-        node = session.get(OrgNode, _path_ids(tops[0])[-1])
+        node = session.get(OrgNode, path_ids(tops[0])[-1])
     else:
         node = session.get(OrgNode, node_id)
         if (
@@ -286,7 +282,7 @@ def index_place(session: orm.Session, principal: Principal, campaign_id: int, no
     if node.level not in REPORTED_LEVELS:
         raise _invalid("node_id", "科室没有指数，请选择卫健委、卫健局或医疗机构")
     top_path = next(p for p in tops if node.path.startswith(p))
-    top = owner if top_path == owner.path else session.get(OrgNode, _path_ids(top_path)[-1])
+    top = owner if top_path == owner.path else session.get(OrgNode, path_ids(top_path)[-1])
     return Place(campaign, owner, node, top or node)
 
 
@@ -312,7 +308,7 @@ def _subtree(session: orm.Session, node: OrgNode, levels: Sequence[str]) -> list
 
 
 def _trail(session: orm.Session, place: Place) -> list[dict[str, Any]]:
-    ids = _path_ids(place.node.path)
+    ids = path_ids(place.node.path)
     ids = ids[ids.index(place.top.id) :] if place.top.id in ids else [place.node.id]
     nodes = {n.id: n for n in session.scalars(sa.select(OrgNode).where(OrgNode.id.in_(ids)))}
     return [{"node_id": i, "name": nodes[i].name, "level": nodes[i].level} for i in ids if i in nodes]
@@ -403,7 +399,7 @@ def _day_entry(row: ControlIndexDay, rule: Mapping[str, Any]) -> dict[str, Any]:
         "overdue": row.overdue,
         "positive": row.positive,
         "value": value,
-        "colour": row.colour,
+        "colour": colour_of(rule, figures),  # by the current rule, as the value is
     }
 
 
@@ -482,13 +478,6 @@ def snapshot(session: orm.Session, figures: CampaignFigures, day: date) -> list[
     updated = {name: stmt.excluded[name] for name in rows[0] if name not in ("campaign_id", "node_id", "day")}
     session.execute(stmt.on_conflict_do_update(index_elements=["campaign_id", "node_id", "day"], set_=updated), rows)
     return nodes
-
-
-def _route_for(session: orm.Session, node: OrgNode) -> AlertRoute | None:
-    """The nearest alert route at or above the node (routes inherit down the tree)."""
-    ids = _path_ids(node.path)
-    routes = {r.node_id: r for r in session.scalars(sa.select(AlertRoute).where(AlertRoute.node_id.in_(ids)))}
-    return next((routes[i] for i in reversed(ids) if i in routes and routes[i].conversation_id), None)
 
 
 def _shown(value: float | None) -> str:
@@ -571,7 +560,7 @@ def _snapshot_campaign(session: orm.Session, campaign_id: int, now: datetime, da
     key = message_key(campaign.id, day)
     if session.scalar(sa.select(ControlNotice.id).where(ControlNotice.message_key == key)) is not None:
         return done  # already pushed today: a re-run only refreshes the snapshot
-    route = _route_for(session, owner)
+    route = route_for(owner.path, routes_by_node(session))
     if route is None:
         log.warning("no chat at or above a campaign's owner; daily index not pushed", extra={"action": "unrouted"})
         done["unrouted"] = 1

@@ -179,6 +179,10 @@ def anonymise_campaign(session: orm.Session, campaign_id: int, *, batch: int = B
         .execution_options(synchronize_session=False)
     )
     campaign.anonymised_at = utcnow()
+    # A campaign still running when its retention passes ends with it: nobody works (or writes free text into) the
+    # tasks of persons who are no longer there, and no reminder or escalation goes out about them.
+    ended = campaign.state != "ended"
+    campaign.state = "ended"
     audit.record(
         None,
         "control.campaign.anonymise",
@@ -190,6 +194,7 @@ def anonymise_campaign(session: orm.Session, campaign_id: int, *, batch: int = B
             "persons": done["persons"],
             "results": done["results"],
             "events": done["events"],
+            "ended": ended,
         },
         session=session,
     )

@@ -6,8 +6,9 @@ handed over outside it — terminal here; a task for someone elsewhere *inside* 
 queue instead (`dispatch.refuse_task`) and the county re-assigns it.
 
 Who works a task (`may_work`): the named doctor; with no doctor yet, any member of its family-doctor team; with no
-team either, anyone of its institution. Accepting claims it (the acceptor becomes its doctor). Only those see the
-person in the clear; institution administrators and the administrators above see the task masked. Every view of a
+team either, anyone of its institution. Accepting claims it (the acceptor becomes its doctor). Only the task's own
+doctor sees the person in the clear — the team or institution see an unclaimed task masked until one of them accepts
+it; institution administrators and the administrators above see it masked. Every view of a
 task is audited. Each step is a conditional UPDATE on the state it was read in, so a card click racing the H5 page
 (or a double click) moves the task once and the loser gets a 409.
 """
@@ -312,7 +313,9 @@ def get_task(session: orm.Session, principal: Principal, task_id: int) -> dict[s
     ):
         raise _not_found()
     person = session.get(CampaignPerson, task.person_id)
-    clear = (works or worked) and campaign.anonymised_at is None
+    # In the clear for the task's own doctor only (the issue: "masked everywhere but the assigned doctor's task
+    # view"); a team's or an institution's unclaimed task shows its person once someone accepts it.
+    clear = worked and campaign.anonymised_at is None
     events = session.scalars(
         sa.select(ControlTaskEvent).where(ControlTaskEvent.task_id == task.id).order_by(ControlTaskEvent.id)
     ).all()
@@ -489,5 +492,7 @@ def close_task(session: orm.Session, principal: Principal, task_id: int, data: M
         if may_work(session, principal, task) or _may_oversee(session, principal, task):
             raise ApiError("forbidden", "只有县级或专项任务的管理员可以关闭任务", status=403)
         raise _not_found()
+    if campaign.anonymised_at is not None:
+        raise ApiError("conflict", "专项任务的个人信息已按期删除，任务不能再处置", status=409)
     reason = _text(data, "reason", "原因", required=True)
     return _step(session, principal, task, "close", OPEN_STATES, "closed", {}, reason=reason)

@@ -389,6 +389,8 @@ def test_reminders_once_per_task_one_message_per_recipient(tree_app, places, san
         session.flush()
         session.add(TeamChat(team_id=chat_team.id, open_conversation_id=team_chat))
         session.add(TeamMember(team_id=quiet_team.id, member_id=nurse, role="nurse", added_by="t"))
+        for member in (doctor, colleague):
+            session.add(TeamMember(team_id=chat_team.id, member_id=member, role="doctor", added_by="t"))
         campaign = make_campaign(session, p.county)
         other = make_campaign(session, p.county, name="另一专项")
 
@@ -422,7 +424,8 @@ def test_reminders_once_per_task_one_message_per_recipient(tree_app, places, san
         campaign_id, other_id = campaign.id, other.id
 
     result = _run(tree_app, t0)
-    assert result["reminders"] == {"messages": 6, "tasks": 9, "unreached": 0}
+    # One message per destination: the doctor's own tasks and their team's unclaimed ones in one notice.
+    assert result["reminders"] == {"messages": 5, "tasks": 9, "unreached": 0}
 
     def rows(campaign: int) -> list[OutboxMessage]:
         with tree_app.app_context():
@@ -435,27 +438,29 @@ def test_reminders_once_per_task_one_message_per_recipient(tree_app, places, san
             )
 
     sent = rows(campaign_id)
-    assert len(sent) == 5
+    assert len(sent) == 4
     by_recipient = {(r.channel, r.target, tuple(r.recipients)): r.payload["text"] for r in sent}
     doctor_text = by_recipient[("work_notice", "", (doctor_userid,))]
-    assert "3 项任务将在 12 小时内到期" in doctor_text
-    assert doctor_text.count("王*") == 3 and "晚*" not in doctor_text and "完*" not in doctor_text
+    assert "5 项任务将在 12 小时内到期" in doctor_text
+    assert doctor_text.count("王*") == 3 and "赵*" in doctor_text and "钱*" in doctor_text
+    assert "晚*" not in doctor_text and "完*" not in doctor_text
     assert "过*" not in doctor_text and "他*" not in doctor_text
-    assert "/h5/apps/precision_control/?due=soon" in doctor_text
+    assert "/h5/apps/precision_control/?filter=soon" in doctor_text
     first_due = soon.astimezone(escalation.CHINA).strftime("%m月%d日 %H:%M")
     assert f"截止 {first_due}" in doctor_text
-    assert "李*" in by_recipient[("work_notice", "", (colleague_userid,))]
-    team_text = by_recipient[("robot_group", team_chat, ())]
-    # Residents are in a signed-doctor chat: counts and times, no names.
-    assert "2 项任务" in team_text and "赵*" not in team_text and "钱*" not in team_text
+    colleague_text = by_recipient[("work_notice", "", (colleague_userid,))]
+    assert "3 项任务" in colleague_text and "李*" in colleague_text and "赵*" in colleague_text
+    # Never the signed-doctor chat (residents are members of it).
+    assert not any(target == team_chat for _, target, _ in by_recipient)
     assert "孙*" in by_recipient[("work_notice", "", (nurse_userid,))]
+    # A chat holds people who do not work the task: counts and times, no names.
     route_text = by_recipient[("robot_group", p.chats["inst_a"], ())]
-    assert "周*" in route_text and f"@{p.mention}" in route_text
+    assert "1 项任务" in route_text and "周*" not in route_text and f"@{p.mention}" in route_text
     assert len(rows(other_id)) == 1  # the other campaign: its own message
 
     # Once per task, ever: the next runs send nothing until the later task enters the window on its own.
     assert _run(tree_app, t0 + timedelta(hours=1))["reminders"] == {"messages": 0, "tasks": 0, "unreached": 0}
-    assert len(rows(campaign_id)) == 5
+    assert len(rows(campaign_id)) == 4
     result = _run(tree_app, t0 + timedelta(hours=8, minutes=30))
     assert result["reminders"] == {"messages": 1, "tasks": 1, "unreached": 0}
     [*_, last] = rows(campaign_id)
@@ -471,15 +476,15 @@ def test_reminders_once_per_task_one_message_per_recipient(tree_app, places, san
         ).all()
         assert set(mine + later) <= set(reminded) and len(reminded) == 9
         kinds = session.scalars(sa.select(ControlNotice.kind).where(ControlNotice.campaign_id == campaign_id)).all()
-        assert kinds.count("reminder") == 6
+        assert kinds.count("reminder") == 5
         audits = session.scalars(
             sa.select(AuditRecord).where(
                 AuditRecord.action == "precision_control.reminders.send", AuditRecord.resource_id == str(campaign_id)
             )
         ).all()
         assert len(audits) == 2 and audits[0].actor == "system"
-    # Delivered: the team chat got one message from the sandbox's point of view.
-    assert len(_texts(sandbox, team_chat)) == 1
+    # Delivered: nothing reached the signed-doctor chat.
+    assert _texts(sandbox, team_chat) == []
 
 
 def test_a_big_group_is_split_under_the_size_limit_still_grouped(tree_app, places):

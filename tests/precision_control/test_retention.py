@@ -284,7 +284,8 @@ def test_retention_removes_the_persons_and_keeps_the_figures(tree_app, tree_clie
         assert sum(counted.values()) == 7
 
         campaign = session.get(Campaign, a.campaign_id)
-        assert campaign.anonymised_at is not None
+        # A campaign still running when its retention passed ends with it: no more steps, reminders, escalations.
+        assert campaign.anonymised_at is not None and campaign.state == "ended"
         record = session.scalar(
             sa.select(AuditRecord).where(
                 AuditRecord.action == "control.campaign.anonymise", AuditRecord.resource_id == str(a.campaign_id)

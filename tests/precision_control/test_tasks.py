@@ -158,9 +158,15 @@ def test_a_doctor_lists_opens_accepts_and_completes_with_the_form_checked(tree_a
 
 
 def test_an_institution_task_is_claimed_by_whoever_accepts_it(tree_app, tree_client, pc_world, desk):
-    accepted = _post(tree_client, desk.clinic, "accept", pc_world.clinician)
+    doctor = pc_world.clinician
+    unclaimed = tree_client.get(f"{API}/tasks/{desk.clinic}", headers=doctor.headers).get_json()
+    # Anyone of the institution may take it on, but sees the person only once it is theirs.
+    assert unclaimed["may_work"] is True and unclaimed["person"].get("name") is None
+    accepted = _post(tree_client, desk.clinic, "accept", doctor)
     assert accepted.status_code == 200, accepted.get_json()
     assert accepted.get_json()["member_id"] == desk.doctor
+    claimed = tree_client.get(f"{API}/tasks/{desk.clinic}", headers=doctor.headers).get_json()
+    assert claimed["person"]["name"] == "王三" and claimed["person"]["id_number"] == id_number(302)
 
 
 def test_unreachable_and_transfer_need_their_reasons(tree_app, tree_client, pc_world, desk):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from org_sync.models import OrgMember, OrgMembership, OrgNode
+from org_sync.models import OrgMember, OrgMembership, OrgNode, path_ids
 from workbench.auth.models import RoleGrant
 from workbench.errors import ApiError
 
@@ -203,7 +203,7 @@ def load_principal(session: orm.Session, member_id: int) -> Principal | None:
         return None
     corp_id, userid, name = rows[0][:3]
     nodes = [row[3:] for row in rows if row[3] is not None]
-    ancestor_ids = {int(part) for node in nodes for part in node[2].strip("/").split("/") if part}
+    ancestor_ids = {node_id for node in nodes for node_id in path_ids(node[2])}
     units: dict[int, tuple[int, str, str, str]] = {}
     if ancestor_ids:
         units = {
@@ -219,7 +219,7 @@ def load_principal(session: orm.Session, member_id: int) -> Principal | None:
     roles: list[Role] = []
     for node_id, node_name, path, level, layer, is_leader in nodes:
         # The nearest unit at or above the node: its path lists the node ids from the root down.
-        chain = [int(part) for part in path.strip("/").split("/") if part]
+        chain = path_ids(path)
         unit = next((units[i] for i in reversed(chain) if i in units), None)
         unit_id, unit_name, unit_level, unit_path = unit or (None, None, None, None)
         positions.append(
