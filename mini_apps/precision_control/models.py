@@ -159,11 +159,15 @@ class ControlTask(Model):
     )
 
     id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
-    campaign_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("control_campaigns.id"))
+    # No foreign keys on campaign_id, county_id and institution_id (migration 0021): the campaign is the person's
+    # (dispatch copies it from the person's row, whose own key holds), and the nodes come from org_nodes rows,
+    # which are never deleted, only marked `deleted_at`, so those checks could not fail; they were half of the
+    # foreign-key cost of dispatching a roster (bench/precision_control.py).
+    campaign_id: orm.Mapped[int] = orm.mapped_column()
     person_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("control_persons.id"), unique=True)
     state: orm.Mapped[str] = orm.mapped_column(sa.String(12), default="queued")  # TASK_STATES
-    county_id: orm.Mapped[int | None] = orm.mapped_column(sa.ForeignKey("org_nodes.id"), index=True)
-    institution_id: orm.Mapped[int | None] = orm.mapped_column(sa.ForeignKey("org_nodes.id"))
+    county_id: orm.Mapped[int | None] = orm.mapped_column(index=True)
+    institution_id: orm.Mapped[int | None] = orm.mapped_column()
     team_id: orm.Mapped[int | None] = orm.mapped_column(sa.ForeignKey("family_doctor_teams.id"), index=True)
     member_id: orm.Mapped[int | None] = orm.mapped_column(sa.ForeignKey("org_members.id"), index=True)
     dispatched_by: orm.Mapped[str | None] = orm.mapped_column(sa.String(24))  # rule | area | family_doctor | manual
@@ -185,7 +189,10 @@ class ControlTaskEvent(Model):
     __tablename__ = "control_task_events"
 
     id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
-    task_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("control_tasks.id"), index=True)
+    # No foreign key (migration 0021): every event is inserted for a task row just read or selected (dispatch,
+    # manual steps, escalation), and tasks are never deleted — retention anonymises them in place — so an event
+    # cannot be orphaned; the check was 40% of the events' insert at dispatch.
+    task_id: orm.Mapped[int] = orm.mapped_column(index=True)
     action: orm.Mapped[str] = orm.mapped_column(sa.String(24))
     from_state: orm.Mapped[str | None] = orm.mapped_column(sa.String(12))
     to_state: orm.Mapped[str] = orm.mapped_column(sa.String(12))

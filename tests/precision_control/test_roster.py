@@ -401,3 +401,89 @@ def test_rekey_brings_persons_to_new_keys_and_a_re_push_still_finds_them(tree_ap
     assert (again["added"], again["duplicates"]) == (0, 2)
     rerun = tree_app.test_cli_runner().invoke(args=["rekey"])
     assert "precision-control persons: 2 rows, 0 re-encrypted" in rerun.output
+
+
+def test_no_intake_once_retention_has_passed_even_before_the_nightly_job(tree_app, tree_client, pc_world):
+    from mini_apps.precision_control import retention
+    from mini_apps.precision_control.models import Campaign
+
+    admin = pc_world.county_admin.headers
+    campaign = _campaign(tree_client, pc_world, categories=[])
+    items = [{"name": "钱一", "id_number": id_number(40), "division_code": pc_world.division, "category": "发热"}]
+    content = "\n".join([HEADER, f"孙二,{id_number(41)},,,{pc_world.division},发热,,"]).encode()
+
+    def set_retention(day: date) -> None:
+        with tree_app.app_context():
+            session = db.session()
+            session.get(Campaign, campaign).retention_until = day
+            session.commit()
+
+    with tree_app.app_context():
+        today = retention.china_day()
+    # The last day of retention (China time) still takes a roster in.
+    set_retention(today)
+    pushed = tree_client.post(f"{URL}/{campaign}/roster/items", json={"items": items}, headers=admin)
+    assert pushed.status_code == 200 and pushed.get_json()["added"] == 1, pushed.get_json()
+
+    # The day after, the campaign is not yet anonymised (the job runs at night) but nothing more goes in.
+    set_retention(today - timedelta(days=1))
+    attempts = [
+        _upload(tree_client, admin, campaign, content),
+        tree_client.post(f"{URL}/{campaign}/roster/items", json={"items": items}, headers=admin),
+        tree_client.post(f"{URL}/{campaign}/roster/from-family-doctor", json={"tag": "高血压"}, headers=admin),
+    ]
+    for reply in attempts:
+        error = reply.get_json()["error"]
+        assert reply.status_code == 409, error
+        assert (error["code"], error["message"]) == ("conflict", "专项任务的个人信息保留期限已过，不能再导入名单")
+    assert len(_persons(tree_app, campaign)) == 1
+    assert tree_client.get(f"{URL}/{campaign}/imports", headers=admin).get_json()["total"] == 1
+
+
+CAMPAIGNS = "/api/precision-control/campaigns"
+
+
+def test_a_person_dedupe_missed_is_a_409_and_nothing_is_kept(tree_app, tree_client, pc_world, monkeypatch):
+    admin = pc_world.county_admin.headers
+    reply = tree_client.post(URL, json=campaign_body(pc_world.county_id), headers=admin)
+    campaign = reply.get_json()["id"]
+    items = [
+        {"name": f"钱{n}", "id_number": id_number(n), "division_code": pc_world.division, "category": "发热"}
+        for n in (50, 51, 52)
+    ]
+    url = f"{CAMPAIGNS}/{campaign}/roster/items"
+    assert tree_client.post(url, json={"items": items[:1]}, headers=admin).get_json()["added"] == 1
+    monkeypatch.setattr(roster, "_drop_existing", lambda session, campaign_id, chunk, intake: chunk)
+    clash = tree_client.post(url, json={"items": items}, headers=admin)
+    assert clash.status_code == 409, clash.get_json()
+    assert clash.get_json()["error"]["code"] == "conflict"
+    assert tree_client.get(f"{CAMPAIGNS}/{campaign}/imports", headers=admin).get_json()["total"] == 1
+    monkeypatch.undo()
+    again = tree_client.post(url, json={"items": items}, headers=admin).get_json()
+    assert (again["added"], again["duplicates"]) == (2, 1)
+
+
+def test_a_failure_while_rows_stream_in_keeps_nothing(tree_app, tree_client, pc_world, monkeypatch):
+    from workbench import privacy
+
+    admin = pc_world.county_admin.headers
+    campaign = tree_client.post(URL, json=campaign_body(pc_world.county_id), headers=admin).get_json()["id"]
+    items = [
+        {"name": f"钱{n}", "id_number": id_number(n), "division_code": pc_world.division, "category": "发热"}
+        for n in (60, 61, 62)
+    ]
+    real, calls = privacy.encrypt_field, []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 6:  # the second person, while the first is already streamed
+            raise RuntimeError("hsm down")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(privacy, "encrypt_field", failing)
+    reply = tree_client.post(f"{CAMPAIGNS}/{campaign}/roster/items", json={"items": items}, headers=admin)
+    assert reply.status_code == 500 and reply.get_json()["error"]["code"] == "import_failed"
+    monkeypatch.undo()
+    assert tree_client.get(f"{CAMPAIGNS}/{campaign}/imports", headers=admin).get_json()["total"] == 0
+    again = tree_client.post(f"{CAMPAIGNS}/{campaign}/roster/items", json={"items": items}, headers=admin).get_json()
+    assert again["added"] == 3
