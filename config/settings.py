@@ -101,6 +101,7 @@ class Settings:
     refresh_token_seconds: int = 30 * 86400
     audit_retention_days: int = 365
     event_retention_days: int = 30  # handled DingTalk events (their ids deduplicate retries) are kept this long
+    message_retention_days: int = 90  # the bot's sent or failed messages and its cards are kept this long
     org_sync_max_delete_share: float = 0.05  # a sync that would delete more members or nodes stops and alerts
     org_sync_reconcile_seconds: int = 24 * 3600  # between reconciliations; 0 switches them off
     log_level: str = "INFO"
@@ -159,6 +160,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, read_dotenv: bool
         refresh_token_seconds=_positive_int(env, "REFRESH_TOKEN_SECONDS", 30 * 86400),
         audit_retention_days=retention,
         event_retention_days=_event_retention(env),
+        message_retention_days=_message_retention(env),
         org_sync_max_delete_share=_share(env, "ORG_SYNC_MAX_DELETE_SHARE", 0.05),
         org_sync_reconcile_seconds=_non_negative_int(env, "ORG_SYNC_RECONCILE_SECONDS", 24 * 3600),
         log_level=_choice(env, "LOG_LEVEL", "INFO", {"DEBUG", "INFO", "WARNING", "ERROR"}),
@@ -333,6 +335,15 @@ def _event_retention(env: Mapping[str, str]) -> int:
     days = _positive_int(env, "EVENT_RETENTION_DAYS", 30)
     if days < 7:
         raise ConfigError("EVENT_RETENTION_DAYS", "must be at least 7 (DingTalk retries an event for days)")
+    return days
+
+
+def _message_retention(env: Mapping[str, str]) -> int:
+    days = _positive_int(env, "MESSAGE_RETENTION_DAYS", 90)
+    if days < 30:
+        raise ConfigError(
+            "MESSAGE_RETENTION_DAYS", "must be at least 30 (administrators look into failed deliveries for weeks)"
+        )
     return days
 
 

@@ -69,6 +69,7 @@ def test_postgres_url_gets_the_psycopg3_driver():
         ("ACCESS_TOKEN_SECONDS", "0"),
         ("AUDIT_RETENTION_DAYS", "90"),
         ("EVENT_RETENTION_DAYS", "3"),
+        ("MESSAGE_RETENTION_DAYS", "29"),
         ("DINGTALK_APPROVAL_PROCESS_CODE", "not-a-code"),
         ("DINGTALK_CARD_CALLBACK_TYPE", "PIGEON"),
         ("PUBLIC_URL", "workbench.example.cn"),
