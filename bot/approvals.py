@@ -438,8 +438,24 @@ def _card_recipients(row: BotApproval) -> list[int]:
     return pending[:1]
 
 
+SUMMARY_BYTES = 1000  # DingTalk takes at most 1,024 bytes in one card parameter (the sandbox enforces it too)
+
+
+def card_summary(form: Sequence[Sequence[str]], limit: int = SUMMARY_BYTES) -> str:
+    """The form as the card's summary: as many lines as fit in one card parameter, then how many were left out
+    (the whole form stays on the approval row and in the app's own pages). Over the limit DingTalk refuses the card
+    and the outbox would retry it for ever."""
+    lines = [f"{name}：{value}" for name, value in form]
+    for shown in range(len(lines), 0, -1):
+        tail = [f"……其余 {len(lines) - shown} 项见工作台"] if shown < len(lines) else []
+        text = "\n".join(lines[:shown] + tail)
+        if len(text.encode()) <= limit:
+            return text
+    return f"共 {len(lines)} 项，详见工作台"
+
+
 def _send_card(row: BotApproval, index: int) -> None:
-    summary = "\n".join(f"{name}：{value}" for name, value in row.form)
+    summary = card_summary(row.form)
     cards.send_card(
         cards.APPROVAL,
         {"title": row.title, "summary": summary, "status": "待审批", "acted_by": ""},

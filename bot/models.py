@@ -93,6 +93,13 @@ class BotCard(Model):
     UPDATE), so a second tap, a second person or a replayed callback finds it taken and just gets the card back."""
 
     __tablename__ = "bot_cards"
+    # Apps find a case's cards by prefix (`referral:<id>:%`, `control:<id>:%`) on every step: an index LIKE can use
+    # whatever the database's collation (PostgreSQL needs the pattern operator class for that).
+    __table_args__ = (
+        sa.Index(
+            "ix_bot_cards_out_track_prefix", "out_track_id", postgresql_ops={"out_track_id": "varchar_pattern_ops"}
+        ),
+    )
 
     out_track_id: orm.Mapped[str] = orm.mapped_column(sa.String(64), primary_key=True)
     template: orm.Mapped[str] = orm.mapped_column(sa.String(64))

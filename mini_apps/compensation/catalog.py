@@ -42,7 +42,7 @@ from mini_apps.compensation.models import (
     InstitutionTier,
     ServiceItem,
 )
-from org_sync.models import OrgNode
+from org_sync.models import OrgNode, path_ids
 from workbench import audit, db
 from workbench.auth.principal import INSTITUTION_LEVELS, Principal
 from workbench.db import utcnow
@@ -67,11 +67,6 @@ def _invalid(field: str | None, message: str, **extra: Any) -> ApiError:
 
 def _conflict(field: str | None, message: str) -> ApiError:
     return ApiError("conflict", message, status=409, field=field)
-
-
-def _path_ids(path: str) -> list[int]:
-    """The node ids of a materialised path "/1/5/9/", root first."""
-    return [int(part) for part in path.strip("/").split("/") if part]
 
 
 def _require_reader(principal: Principal) -> None:
@@ -284,7 +279,7 @@ def _visible_clause(principal: Principal) -> sa.ColumnElement[bool]:
     scope = principal.scope(*READER_ROLES)
     if scope.everything:
         return sa.true()
-    ancestors = {i for path in scope.paths for i in _path_ids(path)}
+    ancestors = {i for path in scope.paths for i in path_ids(path)}
     inside = scope.nodes(EquivalentTable.region_node_id)
     return sa.or_(inside, EquivalentTable.region_node_id.in_(ancestors)) if ancestors else inside
 
@@ -447,7 +442,7 @@ def _check_inside_base(base: EquivalentTable, valid_from: date, valid_to: date |
 def _province_of(session: orm.Session, node: OrgNode) -> OrgNode | None:
     return session.scalar(
         sa.select(OrgNode)
-        .where(OrgNode.id.in_(_path_ids(node.path)), OrgNode.level == PROVINCE)
+        .where(OrgNode.id.in_(path_ids(node.path)), OrgNode.level == PROVINCE)
         .order_by(OrgNode.depth.desc())
         .limit(1)
     )
@@ -909,7 +904,7 @@ def values_for(session: orm.Session, institution_ids: Iterable[int], period: str
     if not ids:
         return result
     paths = dict(session.execute(sa.select(OrgNode.id, OrgNode.path).where(OrgNode.id.in_(ids))).all())
-    chains = {i: _path_ids(path) for i, path in paths.items()}
+    chains = {i: path_ids(path) for i, path in paths.items()}
     ancestors = {a for chain in chains.values() for a in chain}
     levels = dict(
         session.execute(

@@ -175,3 +175,194 @@ class WorkloadExclusion(Model):
     units: orm.Mapped[Decimal] = orm.mapped_column(QUANTITY)
     rule: orm.Mapped[str] = orm.mapped_column(sa.String(40))  # e.g. required_fields
     reason: orm.Mapped[str] = orm.mapped_column(sa.String(200))  # 缺少必填项：舒张压
+
+
+# -- pricing and performance ------------------------------------------------------------------------------------
+
+PRICE_METHODS = {"budget": "预算驱动（购买预算 ÷ 总当量）", "fixed": "固定单价"}
+LINE_ITEM_CATEGORIES = {
+    "infrastructure": "基本建设",
+    "equipment": "设备购置",
+    "informatisation": "信息化建设",
+    "training": "人才培养",
+    "retirees": "离退休费用",
+    "policy": "政策性补助",
+}
+MONEY = sa.Numeric(20, 2)  # yuan
+PRICE = sa.Numeric(12, 4)  # yuan per 当量
+
+
+class UnitPrice(Model):
+    """当量单价 of one package in a county for a year: fixed, or driven by the county's purchase budget (the price is
+    then the budget ÷ the county's total 当量, worked out at settlement)."""
+
+    __tablename__ = "comp_unit_prices"
+    __table_args__ = (sa.UniqueConstraint("county_id", "package", "year"),)
+
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    county_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("org_nodes.id"))
+    package: orm.Mapped[str] = orm.mapped_column(sa.String(16))  # PACKAGES
+    year: orm.Mapped[int] = orm.mapped_column()
+    method: orm.Mapped[str] = orm.mapped_column(sa.String(8))  # PRICE_METHODS
+    budget: orm.Mapped[Decimal | None] = orm.mapped_column(MONEY)  # budget-driven: the year's purchase budget
+    price: orm.Mapped[Decimal | None] = orm.mapped_column(PRICE)  # fixed
+    set_by: orm.Mapped[str] = orm.mapped_column(sa.String(140))
+    set_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class CoefficientBanding(Model):
+    """How an assessment score (0–100) becomes the performance coefficient (绩效考核系数) in a county for a year:
+    `bands` [{"min", "max", "coefficient"} or {"min", "max", "from", "to"} (linear)], covering 0–100 without gap or
+    overlap. A new version replaces the old for settlements not yet made; made ones froze theirs."""
+
+    __tablename__ = "comp_bandings"
+    __table_args__ = (
+        sa.UniqueConstraint("county_id", "year", "version"),
+        sa.Index(  # one current banding per county and year, whatever the writers do
+            "uq_comp_bandings_current",
+            "county_id",
+            "year",
+            unique=True,
+            postgresql_where=sa.text("is_current"),
+            sqlite_where=sa.text("is_current"),
+        ),
+    )
+
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    county_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("org_nodes.id"))
+    year: orm.Mapped[int] = orm.mapped_column()
+    version: orm.Mapped[int] = orm.mapped_column(default=1)
+    bands: orm.Mapped[list] = orm.mapped_column(JSON)
+    is_current: orm.Mapped[bool] = orm.mapped_column(default=True)
+    set_by: orm.Mapped[str] = orm.mapped_column(sa.String(140))
+    set_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Assessment(Model):
+    """An institution's annual assessment score (绩效考核得分)."""
+
+    __tablename__ = "comp_assessments"
+    __table_args__ = (sa.UniqueConstraint("institution_id", "year"),)
+
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    institution_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("org_nodes.id"))
+    year: orm.Mapped[int] = orm.mapped_column()
+    score: orm.Mapped[Decimal] = orm.mapped_column(sa.Numeric(5, 2))
+    set_by: orm.Mapped[str] = orm.mapped_column(sa.String(140))
+    set_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class LineItemSubsidy(Model):
+    """专项补助: a line-item subsidy, kept apart from the purchase of services."""
+
+    __tablename__ = "comp_line_items"
+    __table_args__ = (sa.Index("ix_comp_line_items_institution_period", "institution_id", "period"),)
+
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    institution_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("org_nodes.id"))
+    period: orm.Mapped[str] = orm.mapped_column(sa.String(7))  # YYYY-MM
+    category: orm.Mapped[str] = orm.mapped_column(sa.String(16))  # LINE_ITEM_CATEGORIES
+    amount: orm.Mapped[Decimal] = orm.mapped_column(MONEY)
+    note: orm.Mapped[str | None] = orm.mapped_column(sa.String(200))
+    created_by: orm.Mapped[str] = orm.mapped_column(sa.String(140))
+    created_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow)
+
+
+class FeeIncome(Model):
+    """医疗服务收入 of an institution in a month, for the gap-subsidy variant (subsidy = max(0, pay − fee income))."""
+
+    __tablename__ = "comp_fee_incomes"
+    __table_args__ = (sa.UniqueConstraint("institution_id", "period"),)
+
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    institution_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("org_nodes.id"))
+    period: orm.Mapped[str] = orm.mapped_column(sa.String(7))
+    amount: orm.Mapped[Decimal] = orm.mapped_column(MONEY)
+    set_by: orm.Mapped[str] = orm.mapped_column(sa.String(140))
+    set_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class CountyScheme(Model):
+    """A county's settlement scheme for a year: the share of a month's computed amount paid as the advance, and
+    whether the gap-subsidy variant applies."""
+
+    __tablename__ = "comp_county_schemes"
+    __table_args__ = (sa.UniqueConstraint("county_id", "year"),)
+
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    county_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("org_nodes.id"))
+    year: orm.Mapped[int] = orm.mapped_column()
+    advance_share: orm.Mapped[Decimal] = orm.mapped_column(sa.Numeric(5, 4), default=Decimal("0.8"))
+    gap_subsidy: orm.Mapped[bool] = orm.mapped_column(default=False)
+    set_by: orm.Mapped[str] = orm.mapped_column(sa.String(140))
+    set_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+# -- settlement -------------------------------------------------------------------------------------------------
+
+SETTLEMENT_KINDS = {"advance": "月度预拨", "annual": "年度清算"}
+SETTLEMENT_STATES = {
+    "draft": "草稿",
+    "submitted": "审批中",
+    "approved": "已审定",
+    "refused": "已退回",
+    "superseded": "已作废",  # a refused revision replaced by a corrected one
+}
+
+
+class Settlement(Model):
+    """One institution's settlement for a month (advance) or a year (annual true-up), as computed then. `snapshot`
+    freezes every input it read (当量 values, quantities, prices, budget, totals, score, banding, line items, fee
+    income, advances paid), so a later change in any table never changes a settled figure. Revisions: a refused
+    settlement is corrected into a new revision; only one per (institution, kind, period) can be approved."""
+
+    __tablename__ = "comp_settlements"
+    __table_args__ = (
+        sa.UniqueConstraint("institution_id", "kind", "period", "revision"),
+        sa.Index("ix_comp_settlements_county_period", "county_id", "period"),
+    )
+
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    institution_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("org_nodes.id"))
+    county_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("org_nodes.id"))
+    kind: orm.Mapped[str] = orm.mapped_column(sa.String(8))  # SETTLEMENT_KINDS
+    period: orm.Mapped[str] = orm.mapped_column(sa.String(7))  # YYYY-MM (advance) or YYYY (annual)
+    revision: orm.Mapped[int] = orm.mapped_column(default=1)
+    state: orm.Mapped[str] = orm.mapped_column(sa.String(10), default="draft")  # SETTLEMENT_STATES
+    equivalents: orm.Mapped[dict] = orm.mapped_column(JSON)  # {package: total 当量} (decimal strings)
+    prices: orm.Mapped[dict] = orm.mapped_column(JSON)  # {package: yuan per 当量}
+    coefficient: orm.Mapped[Decimal] = orm.mapped_column(sa.Numeric(6, 4))
+    purchase_amount: orm.Mapped[Decimal] = orm.mapped_column(MONEY)  # Σ TE × P × K
+    line_item_amount: orm.Mapped[Decimal] = orm.mapped_column(MONEY)
+    fee_income: orm.Mapped[Decimal | None] = orm.mapped_column(MONEY)
+    gap_subsidy: orm.Mapped[Decimal | None] = orm.mapped_column(MONEY)
+    advances_paid: orm.Mapped[Decimal] = orm.mapped_column(MONEY, default=Decimal(0))  # annual: the year's advances
+    payable: orm.Mapped[Decimal] = orm.mapped_column(MONEY)
+    snapshot: orm.Mapped[dict] = orm.mapped_column(JSON)
+    approval_id: orm.Mapped[int | None] = orm.mapped_column(sa.ForeignKey("bot_approvals.id"))
+    created_by: orm.Mapped[str] = orm.mapped_column(sa.String(140))
+    created_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow)
+    submitted_at: orm.Mapped[datetime | None] = orm.mapped_column(UTCDateTime())
+    decided_by: orm.Mapped[str | None] = orm.mapped_column(sa.String(140))
+    decided_at: orm.Mapped[datetime | None] = orm.mapped_column(UTCDateTime())
+    reason: orm.Mapped[str | None] = orm.mapped_column(sa.String(500))  # a refusal's
+
+
+class SettlementLine(Model):
+    """One item of a settlement, frozen: the drill-down from the amount to the items (and to the excluded units
+    through `quantity_ids`)."""
+
+    __tablename__ = "comp_settlement_lines"
+
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    settlement_id: orm.Mapped[int] = orm.mapped_column(
+        sa.ForeignKey("comp_settlements.id", ondelete="CASCADE"), index=True
+    )
+    item_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("comp_items.id"))
+    item_code: orm.Mapped[str] = orm.mapped_column(sa.String(32))
+    package: orm.Mapped[str] = orm.mapped_column(sa.String(16))
+    quantity: orm.Mapped[Decimal] = orm.mapped_column(QUANTITY)  # verified
+    excluded: orm.Mapped[Decimal] = orm.mapped_column(QUANTITY, default=Decimal(0))
+    equivalent: orm.Mapped[Decimal] = orm.mapped_column(EQUIVALENT)  # 当量 per unit applied
+    equivalents: orm.Mapped[Decimal] = orm.mapped_column(sa.Numeric(18, 4))  # quantity × equivalent
+    quantity_ids: orm.Mapped[list] = orm.mapped_column(JSON, default=list)  # the WorkloadQuantity versions read

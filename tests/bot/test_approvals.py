@@ -379,3 +379,15 @@ def test_cards_only_asks_by_card_even_with_a_configured_template(app, userids, m
         assert (configured.channel, configured.process_code) == ("workflow", "PROC-SETTLEMENT-01")
         assert (cards.channel, cards.process_code) == ("card", None)
         session().rollback()
+
+
+def test_a_long_form_fits_the_cards_summary_parameter():
+    """DingTalk takes at most 1,024 bytes in one card parameter: a longer form shows what fits and how much is left."""
+    short = [("机构", "城关卫生院"), ("金额", "1,234.00 元")]
+    assert approvals.card_summary(short) == "机构：城关卫生院\n金额：1,234.00 元"
+    long = [(f"第{i}家卫生院", f"{i * 1000:,}.00 元") for i in range(60)]
+    summary = approvals.card_summary(long)
+    assert len(summary.encode()) <= approvals.SUMMARY_BYTES
+    shown = summary.split("\n")
+    assert shown[0] == "第0家卫生院：0.00 元" and shown[-1] == f"……其余 {60 - (len(shown) - 1)} 项见工作台"
+    assert approvals.card_summary([("说明", "很长" * 400)]) == "共 1 项，详见工作台"
