@@ -6,14 +6,12 @@ Thin: arguments in, `supervision.export` out (scope and rules live there and in 
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 from flask import Response
 from marshmallow import Schema, fields
 
 from supervision import export, figures
 from workbench import db
-from workbench.api import Blueprint
+from workbench.api import Blueprint, xlsx_download
 from workbench.auth import current_principal, require_role
 
 bp = Blueprint(
@@ -77,11 +75,4 @@ def export_xlsx(query: dict) -> Response:
     """The node's and its children's figures for the period (one sheet per dimension) and the units that have not
     reported, as an Excel workbook; audited."""
     body, filename = export.export(current_principal(), db.session(), **query)
-    response = Response(body, mimetype=export.XLSX)
-    # RFC 6266: the Chinese file name as UTF-8, an ASCII fallback for old clients.
-    response.headers["Content-Disposition"] = (
-        f"attachment; filename=\"supervision-{query['node_id']}.xlsx\"; filename*=UTF-8''{quote(filename)}"
-    )
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
+    return xlsx_download(body, filename, f"supervision-{query['node_id']}.xlsx")

@@ -5,10 +5,14 @@ Parts register their blueprints with `register_blueprint(app, bp)` so every rout
 
 from __future__ import annotations
 
-from flask import Flask
+from urllib.parse import quote
+
+from flask import Flask, Response
 from flask_smorest import Api, Blueprint
 
-__all__ = ["Blueprint", "init_app", "register_blueprint"]
+__all__ = ["Blueprint", "init_app", "register_blueprint", "xlsx_download"]
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def init_app(app: Flask) -> None:
@@ -36,3 +40,13 @@ def init_app(app: Flask) -> None:
 
 def register_blueprint(app: Flask, blueprint: Blueprint, **options) -> None:
     app.extensions["workbench.api"].register_blueprint(blueprint, **options)
+
+
+def xlsx_download(body: bytes, filename: str, fallback: str) -> Response:
+    """A workbook as a download: the Chinese file name as UTF-8 with an ASCII `fallback` for old clients
+    (RFC 6266), never cached (it holds figures the caller's scope allowed)."""
+    response = Response(body, mimetype=XLSX)
+    response.headers["Content-Disposition"] = f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename)}"
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response

@@ -3,13 +3,11 @@ and institution tiers. Thin: arguments in, `catalog` / `excel` out; who may do w
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 from flask import Response, request
 
 from mini_apps.compensation import catalog, excel, schemas
 from workbench import db
-from workbench.api import Blueprint
+from workbench.api import Blueprint, xlsx_download
 from workbench.auth import current_principal, login_required
 from workbench.errors import ApiError
 
@@ -141,14 +139,7 @@ def withdraw_table(table_id: int) -> dict:
 )
 def export_table(table_id: int) -> Response:
     body, filename = excel.export_table(db.session(), current_principal(), table_id)
-    response = Response(body, mimetype=excel.XLSX)
-    # RFC 6266: the Chinese file name as UTF-8, an ASCII fallback for old clients.
-    response.headers["Content-Disposition"] = (
-        f"attachment; filename=\"equivalents-{table_id}.xlsx\"; filename*=UTF-8''{quote(filename)}"
-    )
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
+    return xlsx_download(body, filename, f"equivalents-{table_id}.xlsx")
 
 
 @bp.route("/tables/<int:table_id>/import", methods=["POST"])

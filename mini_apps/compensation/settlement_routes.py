@@ -1,6 +1,7 @@
 """`/api/compensation/counties/<id>/settlements` and `/api/compensation/settlements/<id>`: settling a county's
 month (advance) or year (annual true-up), submitting the drafts for the county's approval, and reading every
-revision with its lines, its computation and the excluded units behind each line.
+revision with its lines, its computation and the excluded units behind each line; the county's settlements of a
+period (or one settlement) as an Excel workbook (`settlement_export`).
 
 Thin: arguments in, `mini_apps.compensation.settlement` out. Money and 当量 leave as strings (a JSON float would
 round them).
@@ -8,12 +9,14 @@ round them).
 
 from __future__ import annotations
 
+from flask import Response
 from marshmallow import Schema, fields, validate
 
-from mini_apps.compensation import settlement
+from mini_apps.compensation import settlement, settlement_export
+from mini_apps.compensation.excel import XLSX
 from mini_apps.compensation.models import PACKAGES, SETTLEMENT_KINDS, SETTLEMENT_STATES
 from workbench import db
-from workbench.api import Blueprint
+from workbench.api import Blueprint, xlsx_download
 from workbench.auth import current_principal, login_required, require_role
 
 bp = Blueprint(
@@ -171,3 +174,45 @@ def get_settlement(settlement_id: int) -> dict:
 def line_exclusions(query: dict, settlement_id: int, item_code: str) -> dict:
     """The excluded units behind one line (the quantity versions it read), each with its record and reason."""
     return settlement.line_exclusions(db.session(), current_principal(), settlement_id, item_code, **query)
+
+
+# -- Excel export (settlement_export) -------------------------------------------------------------------------------
+
+
+class ExportQuerySchema(Schema):
+    # Checked by the service (422 naming `kind` / `period`, the same messages as settling), not here.
+    kind = fields.String(metadata={"description": "advance（月度预拨）or annual（年度清算）"})
+    period = fields.String(metadata={"description": "YYYY-MM (advance), YYYY (annual)"})
+
+
+XLSX_RESPONSE = {
+    "200": {
+        "description": "the workbook (sheets 结算汇总表, 计算过程, 项目明细, 说明; see settlement_export)",
+        "content": {XLSX: {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+
+@bp.route("/counties/<int:county_id>/settlements/export.xlsx", methods=["GET"])
+@login_required
+@require_role(*settlement.READER_ROLES)
+@bp.arguments(ExportQuerySchema, location="query")
+@bp.doc(responses=XLSX_RESPONSE)
+def export_county(query: dict, county_id: int) -> Response:
+    """Every institution's current settlement (approved, else open, else refused awaiting correction) of the
+    county, kind and period that the caller may read, as a workbook of values with the computation beside them;
+    audited. 422 naming `kind` / `period`; 404 when nothing of the period is settled (no empty workbook)."""
+    kind, period = query.get("kind"), query.get("period")
+    body, filename = settlement_export.export_county(db.session(), current_principal(), county_id, kind, period)
+    safe = "".join(ch for ch in str(period) if ch.isalnum() or ch == "-")
+    return xlsx_download(body, filename, f"settlements-{county_id}-{kind}-{safe}.xlsx")
+
+
+@bp.route("/settlements/<int:settlement_id>/export.xlsx", methods=["GET"])
+@login_required
+@require_role(*settlement.READER_ROLES)
+@bp.doc(responses=XLSX_RESPONSE)
+def export_settlement(settlement_id: int) -> Response:
+    """One settlement as the same workbook for its institution alone; audited; 404 as `GET /settlements/<id>`."""
+    body, filename = settlement_export.export_settlement(db.session(), current_principal(), settlement_id)
+    return xlsx_download(body, filename, f"settlement-{settlement_id}.xlsx")
