@@ -366,3 +366,106 @@ class SettlementLine(Model):
     equivalent: orm.Mapped[Decimal] = orm.mapped_column(EQUIVALENT)  # 当量 per unit applied
     equivalents: orm.Mapped[Decimal] = orm.mapped_column(sa.Numeric(18, 4))  # quantity × equivalent
     quantity_ids: orm.Mapped[list] = orm.mapped_column(JSON, default=list)  # the WorkloadQuantity versions read
+
+
+# -- internal distribution (二次分配) -------------------------------------------------------------------------------
+
+DISTRIBUTION_STATES = {"draft": "草稿", "confirmed": "已确认", "superseded": "已作废"}
+
+
+class DistributionRule(Model):
+    """How an institution divides its performance pool among its staff (reference/domain.md §2.3 formula 6:
+    bonus = personal 当量 × internal point value × personal coefficient), set by the institution itself and
+    versioned: a new version serves later distributions, made ones froze theirs.
+
+    - `pool_share`: the share of a settlement's service payment (its payable without line items, which are
+      earmarked) that forms the staff performance pool;
+    - `average_share`: the share of the pool split equally among the staff counted (平均), the rest by points (系数);
+    - personal coefficients: `default_coefficient` for everyone, `coefficients` [{"member_id", "coefficient",
+      "note"}] for the exceptions, each within `coefficient_min` … `coefficient_max`;
+    - `cap_multiple`: nobody gets more than this multiple of the mean share (what a cap takes goes to the others
+      by points); none when unset;
+    - `packages`: whose 当量 count as personal workload."""
+
+    __tablename__ = "comp_distribution_rules"
+    __table_args__ = (
+        sa.UniqueConstraint("institution_id", "version"),
+        sa.Index(
+            "uq_comp_distribution_rules_current",
+            "institution_id",
+            unique=True,
+            postgresql_where=sa.text("is_current"),
+            sqlite_where=sa.text("is_current"),
+        ),
+    )
+
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    institution_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("org_nodes.id"))
+    version: orm.Mapped[int] = orm.mapped_column(default=1)
+    is_current: orm.Mapped[bool] = orm.mapped_column(default=True)
+    pool_share: orm.Mapped[Decimal] = orm.mapped_column(sa.Numeric(5, 4))
+    average_share: orm.Mapped[Decimal] = orm.mapped_column(sa.Numeric(5, 4), default=Decimal(0))
+    default_coefficient: orm.Mapped[Decimal] = orm.mapped_column(sa.Numeric(6, 4), default=Decimal(1))
+    coefficient_min: orm.Mapped[Decimal] = orm.mapped_column(sa.Numeric(6, 4))
+    coefficient_max: orm.Mapped[Decimal] = orm.mapped_column(sa.Numeric(6, 4))
+    coefficients: orm.Mapped[list] = orm.mapped_column(JSON, default=list)
+    cap_multiple: orm.Mapped[Decimal | None] = orm.mapped_column(sa.Numeric(6, 2))
+    packages: orm.Mapped[list] = orm.mapped_column(JSON)
+    note: orm.Mapped[str | None] = orm.mapped_column(sa.String(500))
+    set_by: orm.Mapped[str] = orm.mapped_column(sa.String(140))
+    set_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Distribution(Model):
+    """The division of one approved settlement's performance pool, frozen like the settlement: the rule, every
+    personal quantity and 当量 value read are in `snapshot`. A draft may be redone (the old one `superseded`) until
+    the institution confirms it; only one per settlement is ever confirmed."""
+
+    __tablename__ = "comp_distributions"
+    __table_args__ = (
+        sa.UniqueConstraint("settlement_id", "revision"),
+        sa.Index("ix_comp_distributions_institution", "institution_id", "period"),
+        sa.Index(  # one confirmed distribution per settlement, whatever the writers do
+            "uq_comp_distributions_confirmed",
+            "settlement_id",
+            unique=True,
+            postgresql_where=sa.text("state = 'confirmed'"),
+            sqlite_where=sa.text("state = 'confirmed'"),
+        ),
+    )
+
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    settlement_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("comp_settlements.id"))
+    institution_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("org_nodes.id"))
+    period: orm.Mapped[str] = orm.mapped_column(sa.String(7))  # the settlement's
+    revision: orm.Mapped[int] = orm.mapped_column(default=1)
+    state: orm.Mapped[str] = orm.mapped_column(sa.String(10), default="draft")  # DISTRIBUTION_STATES
+    rule_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("comp_distribution_rules.id"))
+    basis: orm.Mapped[Decimal] = orm.mapped_column(MONEY)  # the settlement's service payment
+    pool: orm.Mapped[Decimal] = orm.mapped_column(MONEY)
+    average_amount: orm.Mapped[Decimal] = orm.mapped_column(MONEY)  # each person's equal part
+    total_points: orm.Mapped[Decimal] = orm.mapped_column(sa.Numeric(20, 4))  # Σ personal 当量 × coefficient
+    # yuan per point of the uncapped: a large pool over few points needs the integer digits
+    point_value: orm.Mapped[Decimal] = orm.mapped_column(sa.Numeric(30, 8))
+    snapshot: orm.Mapped[dict] = orm.mapped_column(JSON)
+    created_by: orm.Mapped[str] = orm.mapped_column(sa.String(140))
+    created_at: orm.Mapped[datetime] = orm.mapped_column(UTCDateTime(), default=utcnow)
+    confirmed_by: orm.Mapped[str | None] = orm.mapped_column(sa.String(140))
+    confirmed_at: orm.Mapped[datetime | None] = orm.mapped_column(UTCDateTime())
+
+
+class DistributionShare(Model):
+    """One staff member's share of a distribution."""
+
+    __tablename__ = "comp_distribution_shares"
+    __table_args__ = (sa.UniqueConstraint("distribution_id", "member_id"),)
+
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    distribution_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("comp_distributions.id", ondelete="CASCADE"))
+    member_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("org_members.id"), index=True)
+    equivalents: orm.Mapped[Decimal] = orm.mapped_column(sa.Numeric(18, 4))  # personal 当量
+    coefficient: orm.Mapped[Decimal] = orm.mapped_column(sa.Numeric(6, 4))
+    points: orm.Mapped[Decimal] = orm.mapped_column(sa.Numeric(20, 4))  # 当量 × coefficient
+    amount: orm.Mapped[Decimal] = orm.mapped_column(MONEY)
+    capped: orm.Mapped[bool] = orm.mapped_column(default=False)
+    how: orm.Mapped[str] = orm.mapped_column(sa.String(300))  # the amount written out, as the person reads it

@@ -27,6 +27,7 @@ bp = Blueprint(
 )
 
 MONEY = {"as_string": True, "places": 2}
+PERIOD_OR_YEAR = r"^\d{4}(-(0[1-9]|1[0-2]))?$"  # a month's advance or a year's true-up
 FOUR = {"as_string": True, "places": 4}
 
 
@@ -39,7 +40,7 @@ class SettlementRequestSchema(Schema):
 
 class SettlementQuerySchema(Schema):
     kind = fields.String(metadata={"description": ", ".join(SETTLEMENT_KINDS)})
-    period = fields.String(validate=validate.Length(max=7))
+    period = fields.String(validate=validate.Regexp(PERIOD_OR_YEAR, error="期间应为 YYYY-MM 或 YYYY"))
 
 
 class SettlementSchema(Schema):
