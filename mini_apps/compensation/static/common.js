@@ -1,6 +1,7 @@
 /* What the 补偿机制改革 pages share (window.Comp): the API with the shell's session, labels, state badges, times,
    exact decimal sums and display, the Excel download (the bearer token must go along, so fetch and save the
-   blob) and where the caller stands (counties they settle, institutions they administer). Sign-in and form errors
+   blob) and where the caller stands (counties they settle, institutions they administer, whether they administer
+   a given institution). Sign-in and form errors
    come from the shell's dom.js. Plain ES2017, no build step. */
 (function () {
   "use strict";
@@ -186,6 +187,16 @@
     };
   }
 
+  async function administers(institutionId) {
+    // Whether the caller administers the institution itself (an institution administrator's role on its node:
+    // a lead hospital's administrators do not run its member institutions' distributions). The pages then offer
+    // what only the institution may do; the API still decides every call.
+    var me = await api("GET", "/api/me");
+    return (me.roles || []).some(function (r) {
+      return cfg.managerRoles.indexOf(r.code) >= 0 && r.node_id === institutionId;
+    });
+  }
+
   function options(select, pairs, blank) {
     select.textContent = "";
     if (blank !== undefined) select.appendChild(el("option", { value: "", text: blank }));
@@ -193,6 +204,7 @@
   }
 
   function settlementUrl(id) { return cfg.settlement + id; }
+  function distributionUrl(settlementId) { return cfg.settlement + settlementId + "/distribution"; }
   function homeUrl(params) { return withQuery(cfg.home, params); }
 
   window.Comp = {
@@ -200,7 +212,8 @@
     status: dom.status, clearErrors: dom.clearErrors, showErrors: dom.showErrors, labels: labels,
     stateBadge: stateBadge, when: when, who: who, sum: sum, grouped: grouped, money: money, exportLink: exportLink,
     places: places, options: options, settlementUrl: settlementUrl, homeUrl: homeUrl, STATES: STATES, KINDS: KINDS,
-    PACKAGES: PACKAGES, signedIn: !!session.tokens(),
+    PACKAGES: PACKAGES, signedIn: !!session.tokens(), administers: administers, distributionUrl: distributionUrl,
+    DISTRIBUTION_STATES: labels(cfg.distributionStates),
   };
 
   if (!session.tokens()) signIn();

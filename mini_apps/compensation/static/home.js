@@ -159,6 +159,8 @@
         C.api("GET", C.withQuery("/counties/" + county.id + "/settlements", { kind: view.kind, period: view.period })),
       ]);
     } catch (e) {
+      // A period that is not one: said at the field, as the POSTs would say it.
+      if (e.status === 422) { C.showErrors($("period-form"), e); return C.ready(); }
       return C.failure(e);
     }
     var by = latest(got[1].items || []);

@@ -2,7 +2,8 @@
    API says it was computed (当量 and 单价 per package, 绩效系数, 购买金额, 专项补助, 差额补助, 已拨预拨, 应拨付); the
    lines by package (核定数量, 剔除, 当量, 当量合计) where a line's excluded units open the exclusions behind them
    (business record, month, units, rule, reason; paged); the revision history of the institution and period with
-   the refusal reasons; 导出 Excel. Everything is the API's; the page only lays it out. */
+   the refusal reasons; 导出 Excel; 内部分配 of an approved settlement for the institution's administrators.
+   Everything is the API's; the page only lays it out. */
 (function () {
   "use strict";
 
@@ -192,6 +193,16 @@
     lines(settlement);
     history(settlement, (revisions.items || []).filter(function (h) { return h.institution_id === settlement.institution_id; }));
     C.ready();
+    await distributionLink(settlement);
+  }
+
+  async function distributionLink(s) {
+    // 内部分配 (二次分配) of an approved settlement, offered to the institution's administrators: they divide it.
+    if (s.state !== "approved") return;
+    var manager = false;
+    try { manager = await C.administers(s.institution_id); } catch (e) { /* no link */ }
+    if (!manager || $("distribution-link")) return;
+    $("export").after(el("a", { class: "primary", id: "distribution-link", href: C.distributionUrl(s.id), text: "内部分配" }));
   }
 
   if (C.signedIn) load();
