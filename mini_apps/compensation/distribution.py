@@ -338,6 +338,16 @@ def set_rule(
     return rule_view(row)
 
 
+def list_staff(session: orm.Session, principal: Principal, institution_id: int) -> dict[str, Any]:
+    """Who works in the institution itself (the people a rule may name), by name: for the rule's member picker."""
+    institution = pricing.readable_institution(session, principal, institution_id)[0]
+    ids = _staff_ids(session, institution)
+    rows = session.execute(
+        sa.select(OrgMember.id, OrgMember.name, OrgMember.title).where(OrgMember.id.in_(ids)).order_by(OrgMember.name)
+    ).all()
+    return {"items": [{"member_id": m, "name": name, "title": title} for m, name, title in rows]}
+
+
 def get_rules(session: orm.Session, principal: Principal, institution_id: int) -> dict[str, Any]:
     """The current rule and every earlier version."""
     institution = pricing.readable_institution(session, principal, institution_id)[0]

@@ -122,6 +122,16 @@ class MyDistributionSharesSchema(Schema):
     items = fields.List(fields.Nested(MyDistributionShareSchema))
 
 
+class StaffMemberSchema(Schema):
+    member_id = fields.Integer()
+    name = fields.String()
+    title = fields.String(allow_none=True)
+
+
+class StaffSchema(Schema):
+    items = fields.List(fields.Nested(StaffMemberSchema))
+
+
 class DistributionQuerySchema(Schema):
     period = fields.String(validate=validate.Regexp(PERIOD_OR_YEAR, error="期间应为 YYYY-MM 或 YYYY"))
 
@@ -132,6 +142,14 @@ class DistributionQuerySchema(Schema):
 def get_rules(institution_id: int) -> dict:
     """The institution's current distribution rule and every earlier version."""
     return distribution.get_rules(db.session(), current_principal(), institution_id)
+
+
+@bp.route("/institutions/<int:institution_id>/staff", methods=["GET"])
+@login_required
+@bp.response(200, StaffSchema)
+def list_staff(institution_id: int) -> dict:
+    """The people working in the institution itself (not in member institutions below a lead hospital)."""
+    return distribution.list_staff(db.session(), current_principal(), institution_id)
 
 
 @bp.route("/institutions/<int:institution_id>/distribution-rules", methods=["PUT"])

@@ -307,6 +307,14 @@ def test_a_lead_hospital_does_not_divide_its_member_institutions_pools(tree_app,
     assert reply.status_code == 404
     reply = tree_client.put(f"{API}/institutions/{lead}/distribution-rules", json=_rule(staff), headers=admin)
     assert reply.status_code == 422 and reply.get_json()["error"]["field"] == "coefficients.0.member_id"
+    # The people a rule may name: the lead's own, not the clinic's; the clinic's include its three.
+    lead_staff = tree_client.get(f"{API}/institutions/{lead}/staff", headers=admin).get_json()["items"]
+    clinic_staff = tree_client.get(f"{API}/institutions/{clinic}/staff", headers=admin).get_json()["items"]
+    assert not {m for m, _ in staff} & {row["member_id"] for row in lead_staff}
+    assert {m for m, _ in staff} <= {row["member_id"] for row in clinic_staff}
+    assert all(row["name"] for row in clinic_staff)
+    other = tree_client.get(f"{API}/institutions/{clinic}/staff", headers=pc_world.other_county_admin.headers)
+    assert other.status_code == 404
 
 
 def test_packages_and_the_cap_shape_the_shares(tree_app, tree_client, sandbox, world: World):

@@ -1,6 +1,6 @@
 /* 内部分配 (二次分配) of one settlement (/h5/apps/compensation/settlements/<id>/distribution?distribution=<id>).
    The institution's current rule — 绩效池比例, 平均分配比例, 默认个人系数, 系数上下限, per-person coefficients (member
-   id; names known from the latest shares), 封顶倍数, the packages counted — editable by the institution's
+   id; the institution's staff offered by name), 封顶倍数, the packages counted — editable by the institution's
    administrators (the API's 422 next to the field it names, `coefficients.2.coefficient` included) and read-only
    for the county's readers; 生成分配方案 for an approved settlement; the distribution shown (the confirmed one, else
    the newest revision, or the one asked for): its figures with the API's computation, each person's 个人当量, 系数,
@@ -17,7 +17,8 @@
   var rules = null; // {current, versions}
   var revisions = []; // this settlement's distributions, newest first
   var shown = null; // the distribution on the page (detail)
-  var known = {}; // member id → name, from the shares and the rule
+  var known = {}; // member id → name: the institution's staff, and anyone in the shares
+  var staff = []; // the institution's staff (the API's), for the member picker
   var filled = null; // the rule version the form shows (0: none yet): refilled only when another is current
 
   function wanted() {
@@ -298,7 +299,9 @@
       var got = await Promise.all([
         C.api("GET", "/institutions/" + iid + "/distribution-rules"),
         C.api("GET", C.withQuery("/institutions/" + iid + "/distributions", { period: settlement.period })),
+        C.api("GET", "/institutions/" + iid + "/staff"),
       ]);
+      staff = got[2].items || [];
       rules = got[0];
       revisions = (got[1].items || []).filter(function (d) { return d.settlement_id === settlement.id; });
       revisions.sort(function (a, b) { return b.revision - a.revision; });
@@ -310,6 +313,7 @@
     }
     window.history.replaceState(null, "", C.withQuery(window.location.pathname, { distribution: shown && shown.id }));
     known = {};
+    staff.forEach(function (m) { known[String(m.member_id)] = m.name; });
     if (shown) shown.shares.forEach(function (sh) { if (sh.name) known[String(sh.member_id)] = sh.name; });
     knownMembers();
     // What the administrator is typing stays while the distribution changes (generated, confirmed, another
