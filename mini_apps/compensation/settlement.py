@@ -43,6 +43,8 @@ refused with the reason.
 
 from __future__ import annotations
 
+import json
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -74,11 +76,12 @@ from org_sync.models import OrgMember, OrgNode, path_ids
 from supervision.reports import approvers_of
 from workbench import audit
 from workbench.auth.models import RoleGrant
-from workbench.auth.principal import INSTITUTION_LEVELS, Principal
+from workbench.auth.principal import INSTITUTION_LEVELS, Principal, actor_names
 from workbench.db import paginate, utcnow
 from workbench.db import session as current_session
 from workbench.errors import ApiError
 
+PERIOD_OR_YEAR = re.compile(r"^\d{4}(-(0[1-9]|1[0-2]))?$")  # a month's advance or a year's true-up
 Q2 = Decimal("0.01")  # money
 Q4 = Decimal("0.0001")  # 当量, prices, coefficients
 ZERO = Decimal(0)
@@ -206,44 +209,57 @@ class Figures:
 
 
 def _quantity_rows(session: orm.Session, institution_ids: Sequence[int], months: Sequence[str]) -> list[Any]:
-    """Current quantities of the institutions and months with their excluded units, one set-based query."""
-    excluded = (
-        sa.select(WorkloadExclusion.quantity_id, sa.func.sum(WorkloadExclusion.units).label("units"))
-        .group_by(WorkloadExclusion.quantity_id)
+    """The quantities settlement reads, with their excluded units, in one set-based query: the current rows of the
+    institutions and months, per (institution, month, item) the institution's own row where one exists, else its
+    doctors' rows (doctor rows are the breakdown for internal distribution, never added on top).
+
+    The doctor rows an own row covers are left out on the server (a window count of own rows per key over the rows
+    read anyway): at province scale they are most of the rows. The excluded units are summed per row kept (an index
+    probe each), not grouped over the whole exclusions table for every call."""
+    quantity = WorkloadQuantity
+    read = (
+        sa.select(
+            quantity.id,
+            quantity.institution_id,
+            quantity.member_id,
+            quantity.period,
+            quantity.item_id,
+            quantity.qty_verified,
+            sa.func.sum(sa.case((quantity.member_id.is_(None), 1), else_=0))
+            .over(partition_by=(quantity.institution_id, quantity.period, quantity.item_id))
+            .label("own_rows"),
+        )
+        .where(
+            quantity.is_current.is_(True),
+            quantity.institution_id.in_(institution_ids),
+            quantity.period.in_(months),
+        )
         .subquery()
     )
-    return session.execute(
-        sa.select(
-            WorkloadQuantity.id,
-            WorkloadQuantity.institution_id,
-            WorkloadQuantity.member_id,
-            WorkloadQuantity.period,
-            WorkloadQuantity.item_id,
-            WorkloadQuantity.qty_verified,
-            sa.func.coalesce(excluded.c.units, 0),
+    excluded = (
+        sa.select(sa.func.coalesce(sa.func.sum(WorkloadExclusion.units), 0))
+        .where(WorkloadExclusion.quantity_id == read.c.id)
+        .scalar_subquery()
+    )
+    # On the session's connection (same transaction), as Core: the ORM's row loading adds nothing to plain columns
+    # and cost a fifth of this query's client time.
+    return (
+        session.connection()
+        .execute(
+            sa.select(
+                read.c.id,
+                read.c.institution_id,
+                read.c.member_id,
+                read.c.period,
+                read.c.item_id,
+                read.c.qty_verified,
+                excluded,
+            )
+            .where(sa.or_(read.c.member_id.is_(None), read.c.own_rows == 0))
+            .order_by(read.c.institution_id, read.c.period, read.c.item_id, read.c.id)
         )
-        .outerjoin(excluded, excluded.c.quantity_id == WorkloadQuantity.id)
-        .where(
-            WorkloadQuantity.is_current.is_(True),
-            WorkloadQuantity.institution_id.in_(institution_ids),
-            WorkloadQuantity.period.in_(months),
-        )
-        .order_by(
-            WorkloadQuantity.institution_id, WorkloadQuantity.period, WorkloadQuantity.item_id, WorkloadQuantity.id
-        )
-    ).all()
-
-
-def _used_rows(rows: Iterable[Any]) -> list[Any]:
-    """The institution's own row per (institution, month, item) where one exists, else its doctors' rows."""
-    groups: dict[tuple[int, str, int], list[Any]] = defaultdict(list)
-    for row in rows:
-        groups[(row[1], row[3], row[4])].append(row)
-    used = []
-    for group in groups.values():
-        own = [row for row in group if row[2] is None]
-        used.extend(own or group)
-    return used
+        .all()
+    )
 
 
 def _tables_of(session: orm.Session, county: OrgNode, months: Sequence[str]) -> dict[str, dict[str, int | None]]:
@@ -278,13 +294,18 @@ def compute(
     kind, period, year, months = _kind_and_months(kind, period)
     county = _county(session, county_id)
     institutions = _institutions(session, county)
-    rows = _used_rows(_quantity_rows(session, list(institutions), months)) if institutions else []
+    rows = _quantity_rows(session, list(institutions), months) if institutions else []
     with_workload = sorted({row[1] for row in rows})
     if not with_workload:
         return []
+    # Plain tuples: an ORM attribute read per quantity row was a measurable share of the annual true-up.
     items = {
-        item.id: item
-        for item in session.scalars(sa.select(ServiceItem).where(ServiceItem.id.in_({row[4] for row in rows})))
+        item_id: (code, package)
+        for item_id, code, package in session.execute(
+            sa.select(ServiceItem.id, ServiceItem.code, ServiceItem.package).where(
+                ServiceItem.id.in_({row[4] for row in rows})
+            )
+        )
     }
     values = {month: catalog.values_for(session, with_workload, month) for month in months}
     tiers = dict(
@@ -302,39 +323,39 @@ def compute(
     frozen_rows: dict[int, list[dict[str, Any]]] = defaultdict(list)
     county_te: dict[str, Decimal] = defaultdict(lambda: ZERO)
     for quantity_id, institution_id, member_id, month, item_id, qty, excluded in rows:
-        item = items[item_id]
+        code, package = items[item_id]
         value = values[month][institution_id].get(item_id)
         if value is None:
             raise _conflict(
-                f"{institutions[institution_id].name} {month} 的项目 {item.code} 在当期当量表中没有当量值，无法结算",
+                f"{institutions[institution_id].name} {month} 的项目 {code} 在当期当量表中没有当量值，无法结算",
                 "period",
                 institution_id=institution_id,
-                item=item.code,
+                item=code,
             )
         qty, excluded, value = Decimal(qty), Decimal(excluded), Decimal(value)
-        te = q4(qty * value)
+        te = (qty * value).quantize(Q4, rounding=ROUND_HALF_UP)  # q4, inlined: once per quantity row
         fig = figures[institution_id]
         line = fig.lines.get(item_id)
         if line is None:
-            line = fig.lines[item_id] = Line(item_id, item.code, item.package)
+            line = fig.lines[item_id] = Line(item_id, code, package)
         line.quantity += qty
         line.excluded += excluded
         line.equivalents += te
         line.values.add(value)
         line.quantity_ids.append(quantity_id)
-        fig.equivalents[item.package] = fig.equivalents.get(item.package, ZERO) + te
-        county_te[item.package] += te
+        fig.equivalents[package] = fig.equivalents.get(package, ZERO) + te
+        county_te[package] += te
         frozen_rows[institution_id].append(
             {
                 "id": quantity_id,
                 "period": month,
                 "item_id": item_id,
-                "item_code": item.code,
+                "item_code": code,
                 "member_id": member_id,
-                "qty_verified": _s(qty),
-                "excluded": _s(excluded),
-                "equivalent": _s(value),
-                "equivalents": _s(te),
+                "qty_verified": format(qty, "f"),  # _s, inlined
+                "excluded": format(excluded, "f"),
+                "equivalent": format(value, "f"),
+                "equivalents": format(te, "f"),
             }
         )
 
@@ -402,10 +423,13 @@ def compute(
             .order_by(FeeIncome.period)
         ):
             fees[row.institution_id].append(row)
-    advances: dict[int, list[Settlement]] = defaultdict(list)
+    advances: dict[int, list[Any]] = defaultdict(list)
     if kind == "annual":
-        for row in session.scalars(
-            sa.select(Settlement)
+        # Only the columns read: whole rows would bring every advance's snapshot along.
+        for row in session.execute(
+            sa.select(
+                Settlement.id, Settlement.institution_id, Settlement.period, Settlement.revision, Settlement.payable
+            )
             .where(
                 Settlement.institution_id.in_(with_workload),
                 Settlement.kind == "advance",
@@ -509,6 +533,33 @@ def _require_writer(principal: Principal, county: OrgNode) -> None:
         raise ApiError("forbidden", "只有区县卫健局的管理员或财务人员可以结算", status=403)
 
 
+def _out_of_order(session: orm.Session, institution_ids: Sequence[int], kind: str, period: str) -> str | None:
+    """Why a year cannot be settled this way now, if it cannot: the true-up subtracts the approved advances, so it
+    waits until no advance of its year is open (draft, submitted, or refused and not yet corrected), and once it
+    exists no advance of its year is settled (it would be paid on top of the year's whole base)."""
+    year = period[:4]
+    other = "advance" if kind == "annual" else "annual"
+    rows = session.execute(
+        sa.select(Settlement.institution_id, Settlement.period, Settlement.revision, Settlement.state).where(
+            Settlement.institution_id.in_(institution_ids),
+            Settlement.kind == other,
+            Settlement.period.startswith(year),
+        )
+    ).all()
+    newest: dict[tuple[int, str], tuple[int, str]] = {}
+    for institution_id, month, revision, state in rows:
+        if (institution_id, month) not in newest or revision > newest[(institution_id, month)][0]:
+            newest[(institution_id, month)] = (revision, state)
+    if kind == "annual":
+        still_open = sorted({month for (_, month), (_, state) in newest.items() if state in (*OPEN_STATES, "refused")})
+        if still_open:
+            return f"{year} 年还有月度预拨未办结（{'、'.join(still_open)}），请先审定或更正后再做年度清算"
+        return None
+    if any(state in (*OPEN_STATES, "approved") for _, state in newest.values()):
+        return f"{year} 年已做年度清算，不能再结算该年的月度预拨"
+    return None
+
+
 def settle(session: orm.Session, principal: Principal, county_id: int, kind: Any, period: Any) -> dict[str, Any]:
     """Draft settlements of every institution of the county with workload in the period (committed): revision
     1, or the next after a refused one (which becomes superseded). 409 while one is approved or still open."""
@@ -520,6 +571,9 @@ def settle(session: orm.Session, principal: Principal, county_id: int, kind: Any
     figures = compute(session, county.id, kind, period)
     if not figures:
         raise _conflict(f"{county.name} {period} 没有任何机构的工作量，无需结算", "period")
+    out_of_order = _out_of_order(session, [f.institution_id for f in figures], kind, period)
+    if out_of_order:
+        raise _conflict(out_of_order, "period")
     existing: dict[int, list[Settlement]] = defaultdict(list)
     for row in session.scalars(
         sa.select(Settlement)
@@ -567,21 +621,44 @@ def settle(session: orm.Session, principal: Principal, county_id: int, kind: Any
         session.add(settlement)
         created.append((settlement, fig))
     session.flush()
-    session.add_all(
-        SettlementLine(
-            settlement_id=settlement.id,
-            item_id=line.item_id,
-            item_code=line.item_code,
-            package=line.package,
-            quantity=line.quantity,
-            excluded=line.excluded,
-            equivalent=line.equivalent,
-            equivalents=line.equivalents,
-            quantity_ids=line.quantity_ids,
+    # The lines (about 200 per institution) as plain rows, not ORM objects (whose unit of work cost more than
+    # computing them). PostgreSQL: COPY on the session's own connection (same transaction), several times faster
+    # than executemany, whose time goes to per-row parameter handling (docs/BENCHMARKS.md, Compensation).
+    columns = (
+        "settlement_id",
+        "item_id",
+        "item_code",
+        "package",
+        "quantity",
+        "excluded",
+        "equivalent",
+        "equivalents",
+        "quantity_ids",
+    )
+    line_rows = [
+        (
+            settlement.id,
+            line.item_id,
+            line.item_code,
+            line.package,
+            line.quantity,
+            line.excluded,
+            line.equivalent,
+            line.equivalents,
+            line.quantity_ids,
         )
         for settlement, fig in created
         for line in sorted(fig.lines.values(), key=lambda line: line.item_code)
-    )
+    ]
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        copy_sql = f"COPY {SettlementLine.__tablename__} ({', '.join(columns)}) FROM STDIN"
+        with connection.connection.driver_connection.cursor() as cursor, cursor.copy(copy_sql) as stream:
+            for row in line_rows:
+                # quantity_ids is JSONB: its text form, which the server parses like a bound JSON value.
+                stream.write_row((*row[:-1], json.dumps(row[-1])))
+    elif line_rows:
+        session.execute(sa.insert(SettlementLine), [dict(zip(columns, row, strict=True)) for row in line_rows])
     audit.record(
         principal,
         "compensation.settlement.create",
@@ -596,8 +673,11 @@ def settle(session: orm.Session, principal: Principal, county_id: int, kind: Any
         },
         session=session,
     )
+    # The answer from the rows as written, before the commit expires them (after it, each would be read back,
+    # snapshot included).
+    answer = {"items": [_view(s, fig.institution_name, {principal.actor: principal.name}) for s, fig in created]}
     session.commit()
-    return {"items": [_view(s, fig.institution_name) for s, fig in created]}
+    return answer
 
 
 # -- approval -------------------------------------------------------------------------------------------------------
@@ -688,11 +768,12 @@ def submit(session: orm.Session, principal: Principal, county_id: int, kind: Any
         detail={"kind": kind, "period": period, "approval_id": approval.id, "payable": _s(total)},
         session=session,
     )
+    people = _names(session, drafts)
     session.commit()
     return {
         "approval_id": approval.id,
         "approvers": approvers,
-        "items": [_view(s, names[s.institution_id]) for s in drafts],
+        "items": [_view(s, names[s.institution_id], people) for s in drafts],
     }
 
 
@@ -762,7 +843,26 @@ def decided(outcome: ApprovalOutcome) -> None:
 # -- reads ----------------------------------------------------------------------------------------------------------
 
 
-def _view(s: Settlement, institution_name: str | None) -> dict[str, Any]:
+def _names(session: orm.Session, rows: Iterable[Settlement]) -> dict[str, str]:
+    """Who made and who decided the settlements, by name: creators are audit actors ("<corp>:<userid>"),
+    deciders userids (comma-separated when several agreed)."""
+    rows = list(rows)
+    names = actor_names(session, {s.created_by for s in rows})
+    deciders = {u for s in rows for u in (s.decided_by or "").split(",") if u}
+    if deciders:
+        names.update(
+            session.execute(
+                sa.select(OrgMember.userid, OrgMember.name).where(
+                    OrgMember.userid.in_(deciders), OrgMember.deleted_at.is_(None)
+                )
+            ).all()
+        )
+    return names
+
+
+def _view(s: Settlement, institution_name: str | None, names: Mapping[str, str] | None = None) -> dict[str, Any]:
+    names = names or {}
+    deciders = [names.get(u, u) for u in (s.decided_by or "").split(",") if u]
     return {
         "id": s.id,
         "institution_id": s.institution_id,
@@ -784,9 +884,11 @@ def _view(s: Settlement, institution_name: str | None) -> dict[str, Any]:
         "payable": Decimal(s.payable).quantize(Q2),
         "approval_id": s.approval_id,
         "created_by": s.created_by,
+        "created_by_name": names.get(s.created_by),
         "created_at": s.created_at,
         "submitted_at": s.submitted_at,
         "decided_by": s.decided_by,
+        "decided_by_name": "、".join(deciders) or None,
         "decided_at": s.decided_at,
         "reason": s.reason,
     }
@@ -819,11 +921,17 @@ def list_settlements(
             raise _invalid("kind", "结算类型应为 advance 或 annual")
         query = query.where(Settlement.kind == kind)
     if period:
-        query = query.where(Settlement.period == period.strip())
+        period = period.strip()
+        if kind:  # the same words as settling it would say
+            _kind_and_months(kind, period)
+        elif not PERIOD_OR_YEAR.match(period):
+            raise _invalid("period", "期间应为 YYYY-MM 或 YYYY")
+        query = query.where(Settlement.period == period)
     rows = session.execute(
         query.order_by(Settlement.kind, Settlement.period, Settlement.institution_id, Settlement.revision)
     ).all()
-    return {"items": [_view(s, name) for s, name in rows]}
+    names = _names(session, (s for s, _ in rows))
+    return {"items": [_view(s, name, names) for s, name in rows]}
 
 
 def _readable(session: orm.Session, principal: Principal, settlement_id: int) -> tuple[Settlement, OrgNode]:
@@ -862,7 +970,7 @@ def get_settlement(session: orm.Session, principal: Principal, settlement_id: in
             f"{_s(Decimal(s.advances_paid).quantize(Q2))} = {_s(Decimal(s.payable).quantize(Q2))}"
         ),
     }
-    view = _view(s, node.name)
+    view = _view(s, node.name, _names(session, [s]))
     view["lines"] = [
         {
             "item_id": line.item_id,
