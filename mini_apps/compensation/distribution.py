@@ -276,7 +276,7 @@ def check_rule(session: orm.Session, institution: OrgNode, data: Mapping[str, An
     }
 
 
-def rule_view(row: DistributionRule) -> dict[str, Any]:
+def rule_view(row: DistributionRule, names: Mapping[str, str] | None = None) -> dict[str, Any]:
     return {
         "id": row.id,
         "institution_id": row.institution_id,
@@ -292,6 +292,7 @@ def rule_view(row: DistributionRule) -> dict[str, Any]:
         "packages": list(row.packages or []),
         "note": row.note,
         "set_by": row.set_by,
+        "set_by_name": (names or {}).get(row.set_by),
         "set_at": row.set_at,
     }
 
@@ -335,7 +336,7 @@ def set_rule(
         session=session,
     )
     session.commit()
-    return rule_view(row)
+    return rule_view(row, {principal.actor: principal.name})
 
 
 def list_staff(session: orm.Session, principal: Principal, institution_id: int) -> dict[str, Any]:
@@ -357,11 +358,12 @@ def get_rules(session: orm.Session, principal: Principal, institution_id: int) -
         .order_by(DistributionRule.version.desc())
     ).all()
     current = next((row for row in rows if row.is_current), None)
+    names = actor_names(session, {row.set_by for row in rows})
     return {
         "institution_id": institution.id,
         "institution_name": institution.name,
-        "current": None if current is None else rule_view(current),
-        "versions": [rule_view(row) for row in rows],
+        "current": None if current is None else rule_view(current, names),
+        "versions": [rule_view(row, names) for row in rows],
     }
 
 
@@ -735,9 +737,11 @@ def _distribution_view(row: Distribution, names: Mapping[str, str]) -> dict[str,
         "average_amount": _d(row.average_amount, Q2),
         "total_points": _d(row.total_points, Q4),
         "point_value": _d(row.point_value, Q8),
-        "created_by": names.get(row.created_by, row.created_by),
+        "created_by": row.created_by,
+        "created_by_name": names.get(row.created_by),
         "created_at": row.created_at,
-        "confirmed_by": None if row.confirmed_by is None else names.get(row.confirmed_by, row.confirmed_by),
+        "confirmed_by": row.confirmed_by,
+        "confirmed_by_name": names.get(row.confirmed_by or ""),
         "confirmed_at": row.confirmed_at,
     }
 

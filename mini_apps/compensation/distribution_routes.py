@@ -10,7 +10,7 @@ from marshmallow import Schema, fields, validate
 
 from mini_apps.compensation import distribution
 from mini_apps.compensation.models import DISTRIBUTION_STATES, PACKAGES
-from mini_apps.compensation.settlement_routes import PERIOD_OR_YEAR
+from mini_apps.compensation.settlement import PERIOD_OR_YEAR
 from workbench import db
 from workbench.api import Blueprint
 from workbench.auth import current_principal, login_required
@@ -57,6 +57,7 @@ class DistributionRuleSchema(Schema):
     packages = fields.List(fields.String())
     note = fields.String(allow_none=True)
     set_by = fields.String()
+    set_by_name = fields.String(allow_none=True)
     set_at = fields.DateTime()
 
 
@@ -82,8 +83,10 @@ class DistributionSchema(Schema):
     total_points = fields.Decimal(**FOUR)
     point_value = fields.Decimal(as_string=True, places=8)
     created_by = fields.String()
+    created_by_name = fields.String(allow_none=True)
     created_at = fields.DateTime()
     confirmed_by = fields.String(allow_none=True)
+    confirmed_by_name = fields.String(allow_none=True)
     confirmed_at = fields.DateTime(allow_none=True)
 
 

@@ -27,7 +27,6 @@ bp = Blueprint(
 )
 
 MONEY = {"as_string": True, "places": 2}
-PERIOD_OR_YEAR = r"^\d{4}(-(0[1-9]|1[0-2]))?$"  # a month's advance or a year's true-up
 FOUR = {"as_string": True, "places": 4}
 
 
@@ -40,7 +39,7 @@ class SettlementRequestSchema(Schema):
 
 class SettlementQuerySchema(Schema):
     kind = fields.String(metadata={"description": ", ".join(SETTLEMENT_KINDS)})
-    period = fields.String(validate=validate.Regexp(PERIOD_OR_YEAR, error="期间应为 YYYY-MM 或 YYYY"))
+    period = fields.String(validate=validate.Length(max=7))  # checked by the service, in settling's words
 
 
 class SettlementSchema(Schema):
@@ -68,9 +67,11 @@ class SettlementSchema(Schema):
     payable = fields.Decimal(**MONEY)
     approval_id = fields.Integer(allow_none=True)
     created_by = fields.String()
+    created_by_name = fields.String(allow_none=True)
     created_at = fields.DateTime()
     submitted_at = fields.DateTime(allow_none=True)
     decided_by = fields.String(allow_none=True)
+    decided_by_name = fields.String(allow_none=True)
     decided_at = fields.DateTime(allow_none=True)
     reason = fields.String(allow_none=True)
 

@@ -211,7 +211,7 @@ def test_a_distribution_matches_the_independent_computation_and_is_confirmed_onc
     assert {int(m) for m in frozen["rows"]} == {staff[0][0], staff[1][0]}
     assert frozen["values"][f"{MONTH} OP-VISIT"] == format(_value(world.seed, MONTH, "OP-VISIT", tier), "f")
     assert all(share["how"].endswith(f"→ {share['amount']}") for share in got["shares"])
-    assert got["state"] == "draft" and got["revision"] == 1
+    assert got["state"] == "draft" and got["revision"] == 1 and got["created_by_name"] == world.pc.clinician.name
 
     # Redone after a rule change: the first draft is superseded; then confirmed once, each person told.
     tree_client.put(

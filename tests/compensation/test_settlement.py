@@ -592,6 +592,9 @@ def test_refused_corrected_and_approved_ends_with_one_approved_settlement_and_th
     refused = _list(tree_client, world, kind="advance", period="2026-05")
     assert {s["state"] for s in refused} == {"refused"}
     assert all(refuser in s["reason"] and s["decided_by"] == refuser and s["decided_at"] for s in refused)
+    with tree_app.app_context():
+        refuser_name = db.session().scalar(sa.select(OrgMember.name).where(OrgMember.userid == refuser))
+    assert {s["decided_by_name"] for s in refused} == {refuser_name}
     assert _submit(tree_client, world, "advance", "2026-05").status_code == 409  # nothing to submit
     # Corrected: revision 2 (the refused one superseded), submitted and approved.
     approved = _approve(tree_app, tree_client, sandbox, world, "advance", "2026-05")
@@ -699,3 +702,29 @@ def test_reads_and_writes_are_scoped_and_lines_drill_to_excluded_units(tree_app,
     assert (
         tree_client.get(f"{API}/settlements/{mine[0]['id']}/lines/NOPE/exclusions", headers=headers).status_code == 404
     )
+
+
+def test_a_year_is_settled_in_order(tree_app, tree_client, world: World):
+    """The true-up waits for the year's advances (it subtracts the approved ones: one still open would be paid
+    twice), and no advance of a year is settled once its true-up exists."""
+    with tree_app.app_context():
+        session = db.session()
+        session.add(Assessment(institution_id=world.seed.institutions[NO_ASSESSMENT], year=YEAR, score=70, set_by="t"))
+        session.commit()
+    drafts = _settle(tree_client, world, "advance", "2026-03")  # drafts: still open
+    assert drafts.status_code == 201
+    assert {s["created_by_name"] for s in drafts.get_json()["items"]} == {world.pc.county_admin.name}
+    before = _stored(tree_app)
+    reply = _settle(tree_client, world, "annual", "2026")
+    assert reply.status_code == 409, reply.get_json()
+    assert reply.get_json()["error"]["field"] == "period" and "2026-03" in reply.get_json()["error"]["message"]
+    assert _stored(tree_app) == before
+    with tree_app.app_context():
+        session = db.session()
+        session.execute(sa.update(Settlement).values(state="approved"))
+        session.commit()
+    assert _settle(tree_client, world, "annual", "2026").status_code == 201
+    before = _stored(tree_app)
+    reply = _settle(tree_client, world, "advance", "2026-04")
+    assert reply.status_code == 409 and "年度清算" in reply.get_json()["error"]["message"]
+    assert _stored(tree_app) == before

@@ -58,7 +58,7 @@
       pad(d.getMinutes());
   }
   function who(by, at) {
-    // Creators are audit actors ("<corp>:<userid>"), deciders userids: both shown as the userid.
+    // A name where the API knows one; else an audit actor ("<corp>:<userid>") or a userid, shown as the userid.
     var name = by && by.indexOf(":") >= 0 ? by.slice(by.lastIndexOf(":") + 1) : by;
     return [name, when(at)].filter(Boolean).join(" · ");
   }

@@ -109,7 +109,7 @@
     (r.coefficients || []).forEach(function (c) { body.appendChild(coefficientRow(c)); });
     renumber();
     $("rule-version").textContent = rules.current
-      ? "第 " + rules.current.version + " 版 · " + C.who(rules.current.set_by, rules.current.set_at)
+      ? "第 " + rules.current.version + " 版 · " + C.who(rules.current.set_by_name || rules.current.set_by, rules.current.set_at)
       : "尚未设置";
     // Read-only for whoever does not administer the institution.
     form.querySelectorAll("input,textarea").forEach(function (i) { i.disabled = !manager; });
@@ -191,8 +191,8 @@
     $("distribution").hidden = !d;
     $("distribution-state").replaceChildren(d ? C.stateBadge(d.state, d.state_label) : "");
     $("distribution-title").textContent = d
-      ? "第 " + d.revision + " 版 · " + C.who(d.created_by, d.created_at) +
-        (d.confirmed_at ? " · 确认 " + C.who(d.confirmed_by, d.confirmed_at) : "")
+      ? "第 " + d.revision + " 版 · " + C.who(d.created_by_name || d.created_by, d.created_at) +
+        (d.confirmed_at ? " · 确认 " + C.who(d.confirmed_by_name || d.confirmed_by, d.confirmed_at) : "")
       : "";
     if (!d) return;
     var how = d.computation || {};
@@ -257,8 +257,8 @@
         el("td", { class: "name", "data-key": "revision" }, [current ? label + "（本页）" : open]),
         el("td", { "data-key": "state", "data-label": "状态" }, [C.stateBadge(r.state, r.state_label)]),
         el("td", { class: "num", "data-key": "pool", "data-label": "绩效池", "data-value": r.pool }, [C.money(r.pool)]),
-        el("td", { "data-key": "created", "data-label": "生成" }, [C.who(r.created_by, r.created_at)]),
-        el("td", { "data-key": "confirmed", "data-label": "确认" }, [C.who(r.confirmed_by, r.confirmed_at)]),
+        el("td", { "data-key": "created", "data-label": "生成" }, [C.who(r.created_by_name || r.created_by, r.created_at)]),
+        el("td", { "data-key": "confirmed", "data-label": "确认" }, [C.who(r.confirmed_by_name || r.confirmed_by, r.confirmed_at)]),
       ]));
     });
     $("revisions-empty").hidden = revisions.length > 0;

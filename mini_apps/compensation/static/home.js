@@ -262,9 +262,9 @@
         td("revision", "版本", String(s.revision), "num"),
         td("state", "状态", C.stateBadge(s.state, s.state_label)),
         el("td", { "data-key": "payable", "data-label": "应拨付", "data-value": s.payable, class: "num" }, [C.money(s.payable)]),
-        td("created", "生成", C.who(s.created_by, s.created_at)),
+        td("created", "生成", C.who(s.created_by_name || s.created_by, s.created_at)),
         td("submitted", "提交审批", C.when(s.submitted_at)),
-        td("decided", "审批", C.who(s.decided_by, s.decided_at)),
+        td("decided", "审批", C.who(s.decided_by_name || s.decided_by, s.decided_at)),
         td("reason", "退回原因", s.reason || "", "reason"),
       ]);
     });

@@ -27,9 +27,9 @@
     pair(dl, "结算类型", C.KINDS[s.kind] || s.kind, "kind");
     pair(dl, "期间", s.period, "period");
     pair(dl, "版本", "第 " + s.revision + " 版", "revision");
-    pair(dl, "生成", C.who(s.created_by, s.created_at), "created");
+    pair(dl, "生成", C.who(s.created_by_name || s.created_by, s.created_at), "created");
     pair(dl, "提交审批", C.when(s.submitted_at), "submitted");
-    pair(dl, "审批", C.who(s.decided_by, s.decided_at), "decided");
+    pair(dl, "审批", C.who(s.decided_by_name || s.decided_by, s.decided_at), "decided");
     $("reason").hidden = !s.reason;
     $("reason").textContent = s.reason ? "退回原因：" + s.reason : "";
     C.exportLink($("export"), cfg.api + "/settlements/" + s.id + "/export.xlsx",
