@@ -12,7 +12,6 @@ exactly their own share.
 
 from __future__ import annotations
 
-import json
 import re
 from decimal import Decimal
 
@@ -27,6 +26,7 @@ from tests.compensation.test_pages import _sign_in_here
 from tests.compensation.test_settlement import World, r2
 from tests.h5 import test_browser
 from tests.support.auth import bearer, sign_in
+from tests.support.pages import page_config, static_shell
 from workbench import db
 
 API = "/api/compensation"
@@ -38,35 +38,19 @@ browser = test_browser.browser  # the shell's Chromium fixture, under the same n
 # -- the shells -------------------------------------------------------------------------------------------------
 
 
-def _config(html: str) -> dict:
-    return json.loads(re.search(r'<script type="application/json" id="wb-config">(.*?)</script>', html, re.S)[1])
-
-
 def test_the_distribution_pages_are_static_shells_with_hashed_gzipped_scripts(tree_client):
     assert distribution.MY_SHARES_URL == PAGES + "my-shares"  # where the confirmation notice links
     for path, script in (
         (PAGES + "settlements/12/distribution", "distribution.js"),
         (distribution.MY_SHARES_URL, "my_shares.js"),
     ):
-        reply = tree_client.get(path)
-        assert reply.status_code == 200, path
-        assert "script-src 'self';" in reply.headers["Content-Security-Policy"]
-        assert reply.headers["Cache-Control"] == "no-cache"
-        html = reply.get_data(as_text=True)
-        scripts = re.findall(r'<script src="([^"]+)"', html)
-        assert [s.split("?")[0].rsplit("/", 1)[1] for s in scripts] == ["session.js", "dom.js", "common.js", script]
-        for src in scripts:
-            assert re.search(r"\?v=[0-9a-f]{12}$", src), src
-            got = tree_client.get(src, headers={"Accept-Encoding": "gzip"})
-            assert got.status_code == 200 and got.headers["Content-Encoding"] == "gzip"
-            assert got.headers["Cache-Control"] == "public, max-age=31536000"
-        config = _config(html)
+        _, config = static_shell(tree_client, path, ["common.js", script])
         assert config["api"] == API
         assert dict(config["distributionStates"]) == DISTRIBUTION_STATES
         assert config["managerRoles"] == list(distribution.MANAGER_ROLES)
         assert config.get("settlementId") == (12 if script == "distribution.js" else None)
     # my-shares leads back to the workbench: a clinician has no role the app's landing page serves.
-    assert _config(tree_client.get(distribution.MY_SHARES_URL).get_data(as_text=True))["list"] == "/h5/"
+    assert page_config(tree_client.get(distribution.MY_SHARES_URL).get_data(as_text=True))["list"] == "/h5/"
     assert tree_client.get(PAGES + "settlements/x/distribution").status_code == 404
 
 

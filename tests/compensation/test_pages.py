@@ -15,7 +15,6 @@ seeded county of tests/compensation/test_settlement.py:
 from __future__ import annotations
 
 import io
-import json
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -35,6 +34,7 @@ from tests.compensation.test_settlement import (  # noqa: F401  (`served`, `worl
 )
 from tests.h5 import test_browser
 from tests.h5.test_browser import Member, pick
+from tests.support.pages import static_shell
 from workbench import db
 
 API = "/api/compensation"
@@ -49,19 +49,7 @@ browser = test_browser.browser  # the shell's Chromium fixture, under the same n
 
 def test_pages_are_static_shells_with_hashed_gzipped_scripts(tree_client):
     for path, script in ((PAGES, "home.js"), (PAGES + "settlements/12", "settlement.js")):
-        reply = tree_client.get(path)
-        assert reply.status_code == 200, path
-        assert "script-src 'self';" in reply.headers["Content-Security-Policy"]
-        assert reply.headers["Cache-Control"] == "no-cache"
-        html = reply.get_data(as_text=True)
-        scripts = re.findall(r'<script src="([^"]+)"', html)
-        assert [s.split("?")[0].rsplit("/", 1)[1] for s in scripts] == ["session.js", "dom.js", "common.js", script]
-        for src in scripts:
-            assert re.search(r"\?v=[0-9a-f]{12}$", src), src
-            got = tree_client.get(src, headers={"Accept-Encoding": "gzip"})
-            assert got.status_code == 200 and got.headers["Content-Encoding"] == "gzip"
-            assert got.headers["Cache-Control"] == "public, max-age=31536000"
-        config = json.loads(re.search(r'<script type="application/json" id="wb-config">(.*?)</script>', html, re.S)[1])
+        _, config = static_shell(tree_client, path, ["common.js", script])
         assert config["api"] == API
         assert dict(config["states"]) == SETTLEMENT_STATES and dict(config["kinds"]) == SETTLEMENT_KINDS
         assert config.get("settlementId") == (12 if script == "settlement.js" else None)

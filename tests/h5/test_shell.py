@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import gzip
-import json
 import re
 from pathlib import Path
 
 import pytest
 
+from tests.support.pages import page_config
 from workbench import h5
 
 
@@ -18,11 +18,6 @@ def _app(tmp_path, **env):
 
     app = create_app(load_settings({"WORKBENCH_VAR_DIR": str(tmp_path), **env}, read_dotenv=False))
     return app
-
-
-def _config(html: str) -> dict:
-    found = re.search(r'<script type="application/json" id="wb-config">(.*?)</script>', html, re.S)
-    return json.loads(found.group(1))
 
 
 def test_page_injects_the_dingtalk_app_and_guards_itself(tmp_path):
@@ -38,7 +33,7 @@ def test_page_injects_the_dingtalk_app_and_guards_itself(tmp_path):
     assert reply.status_code == 200
     assert reply.mimetype == "text/html"
     html = reply.get_data(as_text=True)
-    config = _config(html)
+    config = page_config(html)
     assert config["sandbox"] is False
     assert (config["corpId"], config["clientId"]) == ("dingcorp123", "dingrealappkey")
     assert [level["code"] for level in config["levels"]][2] == "county_bureau"
@@ -52,7 +47,7 @@ def test_page_injects_the_dingtalk_app_and_guards_itself(tmp_path):
 
 def test_sandbox_mode_and_missing_jsapi(tmp_path, monkeypatch):
     monkeypatch.setattr(h5, "VENDOR_JSAPI", "vendor/not-vendored.js")
-    config = _config(_app(tmp_path).test_client().get("/h5/").get_data(as_text=True))
+    config = page_config(_app(tmp_path).test_client().get("/h5/").get_data(as_text=True))
     assert config["sandbox"] is True
     assert config["jsapi"] is None  # the page still renders; only the in-DingTalk path needs the jsapi
 

@@ -16,6 +16,7 @@ from mini_apps.precision_control import index
 from tests.h5 import test_browser
 from tests.h5.test_browser import Member, pick
 from tests.precision_control.test_index import add_tasks, make_campaign, mixed_tasks, places  # noqa: F401
+from tests.support.pages import static_shell
 from workbench import db
 from workbench.db import utcnow
 
@@ -43,28 +44,8 @@ def test_shown_formats_like_the_page():
     assert [shown(v) for v in (None, 0, 62.5, 71.43, 1234.5, 100.0)] == ["—", "0", "62.5", "71.43", "1,234.5", "100"]
 
 
-def _config(html: str) -> dict:
-    found = re.search(r'<script type="application/json" id="wb-config">(.*?)</script>', html, re.S)
-    assert found, "the page carries its config as an inert JSON block"
-    return json.loads(found.group(1))
-
-
 def test_the_dashboard_is_a_static_shell_with_hashed_gzipped_scripts(tree_client):
-    reply = tree_client.get(DASH)
-    assert reply.status_code == 200
-    assert "script-src 'self';" in reply.headers["Content-Security-Policy"]
-    assert reply.headers["Cache-Control"] == "no-cache"
-    html = reply.get_data(as_text=True)
-    scripts = re.findall(r'<script src="([^"]+)"', html)
-    names = [s.split("?")[0].rsplit("/", 1)[1] for s in scripts]
-    assert names == ["session.js", "dom.js", "dashboard_common.js", "dashboard.js"]
-    for src in scripts:
-        assert re.search(r"\?v=[0-9a-f]{12}$", src), src
-        got = tree_client.get(src, headers={"Accept-Encoding": "gzip"})
-        assert got.status_code == 200 and got.headers["Content-Encoding"] == "gzip"
-        assert got.headers["Cache-Control"] == "public, max-age=31536000"
-    assert "<script>" not in html, "no inline script under script-src 'self'"
-    config = _config(html)
+    _, config = static_shell(tree_client, DASH, ["dashboard_common.js", "dashboard.js"])
     assert config["api"] == API and config["home"] == DASH
     assert not any(k in config for k in ("node", "figures", "campaign", "counties")), "no data in the page"
     assert [c for c, _ in config["colours"]] == ["red", "orange", "yellow", "blue", "green"]

@@ -17,6 +17,7 @@ from org_sync.models import OrgMember
 from tests.h5 import test_browser
 from tests.h5.test_browser import Member, pick
 from tests.precision_control.conftest import ControlWorld, campaign_body, id_number
+from tests.support.pages import static_shell
 from workbench import db
 from workbench.auth.principal import load_principal
 
@@ -105,22 +106,9 @@ def make_worklist(
 
 
 def test_pages_are_static_shells_with_hashed_gzipped_scripts(tree_client):
-    for path in (PAGES, PAGES + "tasks/12"):
-        reply = tree_client.get(path)
-        assert reply.status_code == 200, path
-        assert "script-src 'self';" in reply.headers["Content-Security-Policy"]
-        assert reply.headers["Cache-Control"] == "no-cache"
-        html = reply.get_data(as_text=True)
-        scripts = re.findall(r'<script src="([^"]+)"', html)
-        names = [s.split("?")[0].rsplit("/", 1)[1] for s in scripts]
-        assert names == ["session.js", "dom.js", "common.js", "tasks.js" if path == PAGES else "task.js"]
-        for src in scripts:
-            assert re.search(r"\?v=[0-9a-f]{12}$", src), src
-            got = tree_client.get(src, headers={"Accept-Encoding": "gzip"})
-            assert got.status_code == 200 and got.headers["Content-Encoding"] == "gzip"
-            assert got.headers["Cache-Control"] == "public, max-age=31536000"
-    task_page = tree_client.get(PAGES + "tasks/12").get_data(as_text=True)
-    assert '"taskId": 12' in task_page and '"api": "/api/precision-control"' in task_page
+    static_shell(tree_client, PAGES, ["common.js", "tasks.js"])
+    _, config = static_shell(tree_client, PAGES + "tasks/12", ["common.js", "task.js"])
+    assert config["taskId"] == 12 and config["api"] == "/api/precision-control"
     assert tree_client.get(PAGES + "tasks/x").status_code == 404
 
 

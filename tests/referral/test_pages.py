@@ -22,6 +22,7 @@ from mini_apps.referral.models import Referral, ReferralEvent
 from tests.h5 import test_browser
 from tests.h5.test_browser import Member, pick
 from tests.referral.conftest import Person, ReferralWorld, id_number, up_payload
+from tests.support.pages import page_config, static_shell
 from workbench import db
 
 API = "/api/referrals"
@@ -31,22 +32,9 @@ browser = test_browser.browser  # the shell's Chromium fixture, under the same n
 
 
 def test_pages_are_static_shells_with_hashed_gzipped_scripts(tree_client):
-    for path in (PAGES, PAGES + "new", PAGES + "referrals/12"):
-        reply = tree_client.get(path)
-        assert reply.status_code == 200, path
-        assert "script-src 'self';" in reply.headers["Content-Security-Policy"]
-        assert reply.headers["Cache-Control"] == "no-cache"
-        html = reply.get_data(as_text=True)
-        scripts = re.findall(r'<script src="([^"]+)"', html)
-        names = [s.split("?")[0].rsplit("/", 1)[1] for s in scripts]
-        assert names[:3] == ["session.js", "dom.js", "common.js"] and len(names) == 4
-        for src in scripts:
-            assert re.search(r"\?v=[0-9a-f]{12}$", src), src
-            got = tree_client.get(src, headers={"Accept-Encoding": "gzip"})
-            assert got.status_code == 200 and got.headers["Content-Encoding"] == "gzip"
-            assert got.headers["Cache-Control"] == "public, max-age=31536000"
-        assert "<script>" not in html, "no inline script under script-src 'self'"
-    assert '"referralId": 12' in tree_client.get(PAGES + "referrals/12").get_data(as_text=True)
+    for path, script in ((PAGES, "home.js"), (PAGES + "new", "new.js"), (PAGES + "referrals/12", "referral.js")):
+        static_shell(tree_client, path, ["common.js", script])
+    assert page_config(tree_client.get(PAGES + "referrals/12").get_data(as_text=True))["referralId"] == 12
     icon = tree_client.get("/h5/static/icons/referral.svg")
     assert icon.status_code == 200 and icon.get_data(as_text=True).startswith("<svg")
 
@@ -306,7 +294,7 @@ def test_a_signed_resident_is_picked_and_a_late_accept_is_told_who_won(
     expect(page.locator('#timeline li[data-action="accept"]')).to_contain_text(w.coordinators[1].name)
 
 
-def test_the_form_shell_carries_the_down_referral_and_draft_config(tree_client):
+def test_the_form_shell_carries_the_down_referral_and_draftpage_config(tree_client):
     html = tree_client.get(PAGES + "new").get_data(as_text=True)
     config = json.loads(re.search(r'<script type="application/json" id="wb-config">(.*?)</script>', html, re.S)[1])
     assert config["downClinical"] == [

@@ -20,6 +20,7 @@ from mini_apps.catalog.models import CatalogApp
 from supervision.models import DIMENSIONS
 from tests.supervision.test_figures import computed  # noqa: F401  (a fixture)
 from tests.supervision.test_rollup import PERIOD, province  # noqa: F401  (a fixture)
+from tests.support.pages import page_config, static_shell
 from workbench import db
 from workbench.audit import AuditRecord
 
@@ -27,34 +28,14 @@ PAGES = "/h5/apps/supervision/"
 API = "/api/supervision"
 
 
-def _config(html: str) -> dict:
-    found = re.search(r'<script type="application/json" id="wb-config">(.*?)</script>', html, re.S)
-    assert found, "the page carries its config as an inert JSON block"
-    return json.loads(found.group(1))
-
-
 def test_pages_are_static_shells_with_hashed_gzipped_scripts(tree_client):
-    for path in (PAGES, PAGES + "indicators/NHC-01"):
-        reply = tree_client.get(path)
-        assert reply.status_code == 200, path
-        assert "script-src 'self';" in reply.headers["Content-Security-Policy"]
-        assert reply.headers["Cache-Control"] == "no-cache"
-        html = reply.get_data(as_text=True)
-        scripts = re.findall(r'<script src="([^"]+)"', html)
-        names = [s.split("?")[0].rsplit("/", 1)[1] for s in scripts]
-        assert names[:3] == ["session.js", "dom.js", "common.js"] and len(names) == 4
-        for src in scripts:
-            assert re.search(r"\?v=[0-9a-f]{12}$", src), src
-            got = tree_client.get(src, headers={"Accept-Encoding": "gzip"})
-            assert got.status_code == 200 and got.headers["Content-Encoding"] == "gzip"
-            assert got.headers["Cache-Control"] == "public, max-age=31536000"
-        assert "<script>" not in html, "no inline script under script-src 'self'"
-        config = _config(html)
+    for path, script in ((PAGES, "dashboard.js"), (PAGES + "indicators/NHC-01", "indicator.js")):
+        _, config = static_shell(tree_client, path, ["common.js", script])
         # No figures in the page: only where to ask for them.
         assert config["api"] == API and not any(k in config for k in ("node", "figures", "indicators"))
         assert ["referral", DIMENSIONS["referral"]] in config["dimensions"]
-    assert _config(tree_client.get(PAGES + "indicators/NHC-01").get_data(as_text=True))["code"] == "NHC-01"
-    charts = _config(tree_client.get(PAGES).get_data(as_text=True))["charts"]
+    assert page_config(tree_client.get(PAGES + "indicators/NHC-01").get_data(as_text=True))["code"] == "NHC-01"
+    charts = page_config(tree_client.get(PAGES).get_data(as_text=True))["charts"]
     assert charts and re.search(r"/h5/static/vendor/echarts\.min\.js\?v=[0-9a-f]{12}$", charts), "self-hosted"
     got = tree_client.get(charts, headers={"Accept-Encoding": "gzip"})
     assert got.status_code == 200 and got.headers["Content-Encoding"] == "gzip"

@@ -5,41 +5,21 @@ reporting level, the evidence types) taken from the API modules so the two canno
 
 from __future__ import annotations
 
-import json
 import re
 
 from supervision.feed import REPORTING_UNITS
 from supervision.models import SUBMISSION_STATES
 from supervision.reports import EVIDENCE_TYPES, UNIT_LEVELS
+from tests.support.pages import page_config, static_shell
 
 PAGES = "/h5/apps/supervision/"
 API = "/api/supervision"
 
 
-def _config(html: str) -> dict:
-    found = re.search(r'<script type="application/json" id="wb-config">(.*?)</script>', html, re.S)
-    assert found, "the page carries its config as an inert JSON block"
-    return json.loads(found.group(1))
-
-
 def test_report_pages_are_static_shells_with_hashed_gzipped_scripts(tree_client):
     own = {"reports/new": "report_form.js", "reports": "report_list.js", "reports/42": "report_view.js"}
     for path, script in own.items():
-        reply = tree_client.get(PAGES + path)
-        assert reply.status_code == 200, path
-        assert "script-src 'self';" in reply.headers["Content-Security-Policy"]
-        assert reply.headers["Cache-Control"] == "no-cache"
-        html = reply.get_data(as_text=True)
-        scripts = re.findall(r'<script src="([^"]+)"', html)
-        names = [s.split("?")[0].rsplit("/", 1)[1] for s in scripts]
-        assert names == ["session.js", "dom.js", "common.js", script], path
-        for src in scripts:
-            assert re.search(r"\?v=[0-9a-f]{12}$", src), src
-            got = tree_client.get(src, headers={"Accept-Encoding": "gzip"})
-            assert got.status_code == 200 and got.headers["Content-Encoding"] == "gzip"
-            assert got.headers["Cache-Control"] == "public, max-age=31536000"
-        assert "<script>" not in html, "no inline script under script-src 'self'"
-        config = _config(html)
+        html, config = static_shell(tree_client, PAGES + path, ["common.js", script])
         # No reports, units or indicators in the page: only where to ask for them.
         assert config["api"] == API
         assert not any(k in config for k in ("items", "indicators", "units", "report_data"))
@@ -51,7 +31,7 @@ def test_report_pages_are_static_shells_with_hashed_gzipped_scripts(tree_client)
         assert {".pdf", ".png", ".jpg", "application/pdf"} <= set(config["evidence_types"])
         assert set(EVIDENCE_TYPES) <= set(config["evidence_types"])
         assert "返回我的填报" in html, "the status link goes back to 我的填报, not the dashboard"
-    assert _config(tree_client.get(PAGES + "reports/42").get_data(as_text=True))["report_id"] == 42
+    assert page_config(tree_client.get(PAGES + "reports/42").get_data(as_text=True))["report_id"] == 42
     assert tree_client.get(PAGES + "reports/x").status_code == 404
 
 
