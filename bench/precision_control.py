@@ -52,6 +52,8 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import database as bench_database  # noqa: E402
+
 COMMAND = ".venv/bin/python bench/precision_control.py"
 SERVICES = {
     "TEST_SERVICES_DIR": "/tmp/workbench-bench-precision-control",
@@ -68,26 +70,7 @@ BASELINE_COLUMNS = ("name", "id_number", "phone", "address", "division_code", "c
 
 
 def database_url(args: argparse.Namespace) -> str:
-    url = args.database_url or os.environ.get("TEST_DATABASE_URL")
-    if not url:
-        from bench.api import start_services
-
-        url, _redis = start_services(SERVICES)
-    return sa.engine.make_url(url).set(database=DATABASE).render_as_string(hide_password=False)
-
-
-def recreate(url: str) -> None:
-    admin = sa.create_engine(sa.engine.make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(
-            sa.text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n AND pid <> pg_backend_pid()"
-            ),
-            {"n": DATABASE},
-        )
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{DATABASE}"'))
-        conn.execute(sa.text(f'CREATE DATABASE "{DATABASE}"'))
-    admin.dispose()
+    return bench_database.url_for(DATABASE, args.database_url, SERVICES)
 
 
 def make_app(url: str, sandbox_port: int, var_dir: str):
@@ -267,7 +250,7 @@ def main() -> None:
     from workbench import close_app, db
 
     url = database_url(args)
-    recreate(url)
+    bench_database.recreate(url)
     engine = sa.create_engine(url)
     data: dict[str, Any] = {"rows": args.rows, "machine": machine(engine), "load": [os.getloadavg()[0]]}
     with (

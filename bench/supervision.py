@@ -49,6 +49,8 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import database as bench_database  # noqa: E402
+
 COMMAND = ".venv/bin/python bench/supervision.py"
 SERVICES = {
     "TEST_SERVICES_DIR": "/tmp/workbench-bench-supervision",
@@ -77,26 +79,7 @@ LAYERS = {
 
 
 def database_url(args: argparse.Namespace) -> str:
-    url = args.database_url or os.environ.get("TEST_DATABASE_URL")
-    if not url:
-        from bench.api import start_services
-
-        url, _redis = start_services(SERVICES)
-    return sa.engine.make_url(url).set(database=DATABASE).render_as_string(hide_password=False)
-
-
-def recreate(url: str) -> None:
-    admin = sa.create_engine(sa.engine.make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(
-            sa.text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n AND pid <> pg_backend_pid()"
-            ),
-            {"n": DATABASE},
-        )
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{DATABASE}"'))
-        conn.execute(sa.text(f'CREATE DATABASE "{DATABASE}"'))
-    admin.dispose()
+    return bench_database.url_for(DATABASE, args.database_url, SERVICES)
 
 
 def tree_rows() -> list[dict[str, Any]]:
@@ -179,7 +162,7 @@ def generate(url: str, args: argparse.Namespace) -> dict[str, Any]:
 
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    recreate(url)
+    bench_database.recreate(url)
     migrate(url)
     timings["migrate"] = time.perf_counter() - started
     engine = sa.create_engine(url)
