@@ -158,6 +158,9 @@ def test_a_doctor_works_a_task_from_the_list_to_the_result(tree_app, tree_client
     page.locator('#counts [data-filter="assigned"]').click()
     expect(page.locator("#tasks li")).to_have_count(3)
     page.select_option("#f-campaign", str(work.campaign_id))
+    # The list reloads for the campaign: let it finish before clicking into it (a click on the list being
+    # replaced is lost, and the old list already has the three rows the count waits for).
+    page.wait_for_load_state("networkidle")
     expect(page.locator("#tasks li")).to_have_count(3)
     assert f"campaign_id={work.campaign_id}" in page.url
 
