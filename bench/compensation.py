@@ -69,7 +69,6 @@ import datetime as dt
 import hashlib
 import io
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -808,22 +807,8 @@ def profile_one(engine: sa.Engine, module: types.ModuleType, info: dict[str, Any
 
 
 def machine(engine: sa.Engine) -> dict[str, str]:
-    with engine.connect() as conn:
-        version = conn.scalar(sa.text("SHOW server_version"))
-        settings = dict(
-            conn.execute(
-                sa.text(
-                    "SELECT name, current_setting(name) FROM pg_settings WHERE name IN "
-                    "('shared_buffers', 'work_mem', 'max_parallel_workers_per_gather', 'synchronous_commit', 'fsync')"
-                )
-            ).all()
-        )
-    return {
-        "cpu": f"{os.cpu_count()} CPUs, {platform.machine()}",
-        "python": platform.python_version(),
-        "postgresql": version,
-        "settings": ", ".join(f"{k} {v}" for k, v in sorted(settings.items())),
-    }
+    settings = ("shared_buffers", "work_mem", "max_parallel_workers_per_gather", "synchronous_commit", "fsync")
+    return bench_database.machine(engine, settings)
 
 
 def main() -> None:

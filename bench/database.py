@@ -4,6 +4,7 @@ private services started on its ports), dropped and created anew for every run s
 from __future__ import annotations
 
 import os
+import platform
 
 import sqlalchemy as sa
 
@@ -32,3 +33,21 @@ def recreate(url: str) -> None:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}"'))
         conn.execute(sa.text(f'CREATE DATABASE "{database}"'))
     admin.dispose()
+
+
+def machine(engine: sa.Engine, settings: tuple[str, ...]) -> dict[str, str]:
+    """What the figures were measured on: CPUs, Python, the server's version and the named settings."""
+    with engine.connect() as conn:
+        version = conn.scalar(sa.text("SHOW server_version"))
+        values = dict(
+            conn.execute(
+                sa.text("SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY(:names)"),
+                {"names": list(settings)},
+            ).all()
+        )
+    return {
+        "cpu": f"{os.cpu_count()} CPUs, {platform.machine()}",
+        "python": platform.python_version(),
+        "postgresql": version,
+        "settings": ", ".join(f"{k} {v}" for k, v in sorted(values.items())),
+    }

@@ -40,7 +40,6 @@ import csv
 import datetime as dt
 import io
 import os
-import platform
 import statistics
 import sys
 import time
@@ -212,22 +211,7 @@ def timed(module: Any, name: str) -> list[float]:
 
 
 def machine(engine: sa.Engine) -> dict[str, str]:
-    with engine.connect() as conn:
-        version = conn.scalar(sa.text("SHOW server_version"))
-        settings = dict(
-            conn.execute(
-                sa.text(
-                    "SELECT name, current_setting(name) FROM pg_settings WHERE name IN "
-                    "('shared_buffers', 'work_mem', 'synchronous_commit', 'max_wal_size')"
-                )
-            ).all()
-        )
-    return {
-        "cpu": f"{os.cpu_count()} CPUs, {platform.machine()}",
-        "python": platform.python_version(),
-        "postgresql": version,
-        "settings": ", ".join(f"{k} {v}" for k, v in sorted(settings.items())),
-    }
+    return bench_database.machine(engine, ("shared_buffers", "work_mem", "synchronous_commit", "max_wal_size"))
 
 
 def main() -> None:
