@@ -15,6 +15,7 @@ loopback under load and a typical mainland RTT variation, and costs 1 - 1/1.04 â
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 import uuid
@@ -75,6 +76,9 @@ class RateLimiter:
         self._script = redis.register_script(_SLIDING_LOG) if redis is not None else None
         self._logs: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
+        # Grants must be distinct members of the sorted set across processes: this limiter's id plus a count.
+        self._grant_prefix = uuid.uuid4().hex + ":"
+        self._grants = itertools.count()
 
     def limit(self, api: str) -> int:
         """Calls per second allowed for `api`."""
@@ -84,7 +88,8 @@ class RateLimiter:
         """Take a slot for `api` if one is free: 0.0 when granted, else the seconds to wait before asking again."""
         if self._script is not None:
             wait_us = self._script(
-                keys=[self._prefix + api], args=[self.limit(api), int(WINDOW * 1e6), uuid.uuid4().hex]
+                keys=[self._prefix + api],
+                args=[self.limit(api), int(WINDOW * 1e6), f"{self._grant_prefix}{next(self._grants)}"],
             )
             return int(wait_us) / 1e6
         with self._lock:
