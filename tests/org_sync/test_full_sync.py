@@ -14,7 +14,7 @@ from flask import Flask
 from sqlalchemy import orm
 
 from bot.models import OutboxMessage
-from org_sync import alerts, full_sync
+from org_sync import alerts, full_sync, walk
 from org_sync.diff import Refusal
 from org_sync.fetch import DEPT_GET, LISTSUB, USER_LIST, InjectedFault
 from org_sync.full_sync import CorpLock, SyncLocked, run_full_sync
@@ -272,6 +272,30 @@ def test_an_interrupted_run_resumes_without_duplicates_or_losses(make_app, small
         distinct = conn.execute(sa.select(sa.func.count(sa.distinct(OrgMember.userid)))).scalar_one()
     assert duplicates == []
     assert members == distinct
+
+
+def test_a_failed_staging_write_commits_nothing_after_it_and_the_run_resumes_exactly(make_app, small, monkeypatch):
+    """Batches are committed by a writer thread while the walk goes on: once one fails, no later batch (whose
+    checkpoint flags could claim rows that were never written) may be committed."""
+    app = make_app(small)
+    commit = walk.Walker._commit
+    commits: list[int] = []
+
+    def failing(self, batch, api_calls, checkpoint):
+        commits.append(len(commits) + 1)
+        if len(commits) == 2:
+            raise sa.exc.OperationalError("INSERT INTO org_stage_users", {}, Exception("the database went away"))
+        commit(self, batch, api_calls, checkpoint)
+
+    monkeypatch.setattr(walk.Walker, "_commit", failing)
+    with app.app_context(), pytest.raises(sa.exc.OperationalError):
+        run_full_sync()
+    assert commits == [1, 2]  # neither the batches queued behind it nor the last one were attempted
+    monkeypatch.undo()
+    with app.app_context():
+        result = run_full_sync(resume=True)
+    assert result.state == "succeeded" and result.api_calls["sessions"] == 2
+    assert_tree_matches_truth(app, small)
 
 
 def test_a_fresh_start_abandons_the_interrupted_run(make_app, small):
