@@ -42,11 +42,11 @@ for _proxy in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PR
 os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
 
 from bench.api_load import Result, python_load, wrk_load  # noqa: E402
+from bench.report import DOC, write_section  # noqa: E402
 from tests.support.sandbox import SandboxProcess, free_port  # noqa: E402
 
 COMMAND = ".venv/bin/python bench/api.py --write"
 SERVICES = {"TEST_SERVICES_DIR": "/tmp/workbench-bench-api", "TEST_PG_PORT": "55620", "TEST_REDIS_PORT": "56620"}
-DOC = ROOT / "docs" / "BENCHMARKS.md"
 
 
 # --- set-up ---------------------------------------------------------------------------------------------------
@@ -304,7 +304,7 @@ def main() -> None:
         report += f"\nNot measured (404, not served by this build): {', '.join(missing)}.\n"
     print(report)
     if args.write:
-        write_section(report)
+        write_section(report, "## API")
         print(f"wrote the API section of {DOC.relative_to(ROOT)}", file=sys.stderr)
 
 
@@ -369,23 +369,6 @@ def render(targets, results, members, workers: int, use_wrk: bool, args, load: t
         "",
     ]
     return "\n".join(lines)
-
-
-def write_section(report: str, heading: str = "## API", keep_notes: bool = False) -> None:
-    """Replace the `heading` section of docs/BENCHMARKS.md (up to the next '## ' heading), or append it.
-    With `keep_notes`, the old section's hand-written tail (from a line starting "Notes (by hand") stays after
-    the new figures."""
-    text = DOC.read_text(encoding="utf-8")
-    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
-    section = report.rstrip("\n") + "\n"
-    old = pattern.search(text)
-    if keep_notes and old and (notes := re.search(r"^Notes \(by hand.*", old.group(0), re.S | re.M)):
-        section += "\n" + notes.group(0).rstrip("\n") + "\n"
-    if old:
-        text = pattern.sub(lambda _: section + "\n", text, count=1).rstrip("\n") + "\n"
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    DOC.write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":

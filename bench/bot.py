@@ -35,6 +35,7 @@ for _proxy in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PR
 import sqlalchemy as sa  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 
+from bench.report import write_section  # noqa: E402
 from config import load_settings  # noqa: E402
 from tests.support.sandbox import SandboxProcess, free_port  # noqa: E402
 
@@ -240,10 +241,7 @@ def main() -> None:
     text = report(s, c)
     print(text)
     if not args.no_write:
-        path = ROOT / "docs" / "BENCHMARKS.md"
-        current = path.read_text()
-        head = current.split("\n## Bot\n")[0].rstrip("\n")
-        path.write_text(head + "\n" + text)
+        write_section(text, "## Bot")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ import redis as redis_lib  # noqa: E402
 import requests  # noqa: E402
 from alibabacloud_dingtalk.robot_1_0 import models as robot_models  # noqa: E402
 
+from bench.report import write_section  # noqa: E402
 from config.settings import DingTalkSettings, load_settings  # noqa: E402
 from tests.support.sandbox import SandboxProcess  # noqa: E402
 from workbench.dingtalk.gateway import DingTalkGateway  # noqa: E402
@@ -252,18 +253,6 @@ def render(throughput: list[dict], overhead: list[dict], limit: int, duration: f
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace the "## Gateway" section of docs/BENCHMARKS.md (or add it), leaving the other sections alone."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n\nFigures printed by the scripts in `bench/`.\n"
-    start = text.find("\n## Gateway\n")
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[: start + 1] + section + (text[end:] if end != -1 else "")
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--limit", type=int, default=20, help="the gateway's calls per second per API")
@@ -294,7 +283,7 @@ def main() -> None:
     section = render(throughput, overhead, args.limit, args.duration, args.calls)
     print(section)
     if not args.no_write:
-        write_section(ROOT / "docs" / "BENCHMARKS.md", section)
+        write_section(section, "## Gateway")
         print("written to docs/BENCHMARKS.md", file=sys.stderr)
 
 

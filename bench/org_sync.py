@@ -44,6 +44,7 @@ for _proxy in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PR
     os.environ.pop(_proxy, None)
 os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
 
+from bench.report import write_section  # noqa: E402
 from tests.support.sandbox import SandboxProcess  # noqa: E402
 
 COMMAND = 'eval "$(bash scripts/test-services.sh)" && .venv/bin/python bench/org_sync.py'
@@ -309,15 +310,6 @@ def item3(args: argparse.Namespace, out: list[str]) -> None:
     out.append("")
 
 
-def write_section(lines: list[str]) -> None:
-    path = ROOT / "docs" / "BENCHMARKS.md"
-    text = path.read_text(encoding="utf-8")
-    marker = "\n## Org sync\n"
-    if marker in text:
-        text = text[: text.index(marker)]
-    path.write_text(text.rstrip("\n") + "\n" + marker + "\n" + "\n".join(lines).rstrip("\n") + "\n", encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", default="1,2,3", help="which figures: 1 calls, 2 real limit, 3 lifted limit")
@@ -359,7 +351,7 @@ def main() -> None:
         item3(args, out)
     print("\n".join(out))
     if not args.no_write:
-        write_section(out)
+        write_section("\n".join(["## Org sync", "", *out]), "## Org sync", keep_from="### Incremental (events)")
 
 
 if __name__ == "__main__":

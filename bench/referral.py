@@ -69,9 +69,9 @@ from bench.api import (  # noqa: E402  (bench.api also clears proxies for loopba
     measure,
     sign_in,
     start_services,
-    write_section,
 )
 from bench.api_load import Call, Result, python_calls, wrk_calls  # noqa: E402
+from bench.report import write_section  # noqa: E402
 from tests.support.sandbox import SandboxProcess  # noqa: E402
 from workbench import close_app  # noqa: E402
 
@@ -996,7 +996,7 @@ def main() -> None:
     if args.out:
         args.out.write_text(report, encoding="utf-8")
     if args.write:
-        write_section(report, HEADING, keep_notes=True)
+        write_section(report, HEADING, keep_from="Notes (by hand")
         print(f"wrote the Referral section of docs/BENCHMARKS.md (plans in {var_dir / 'plans.txt'})", file=sys.stderr)
 
 
