@@ -77,6 +77,8 @@ def apply_staged(conn: Connection, run_id: int, corp_id: str, max_share: float) 
         # Staging was filled since autovacuum last looked: with its stale statistics the planner sometimes joined
         # the memberships by nested loops (the same city apply took 2.7 s or 11.9 s).
         conn.exec_driver_sql("ANALYZE org_stage_depts, org_stage_users, org_stage_memberships")
+        # The joins below hash a province's 300,000 members and positions: in memory, not in batches on disk.
+        conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
     now = utcnow()
     staged = {
         row.dept_id: row
