@@ -6,6 +6,7 @@ Every non-admin call passes the same gate, in DingTalk's order as seen by a clie
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -119,6 +120,8 @@ async def gate_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if is_admin(path) or path == "/connect" or request.match_info.http_exception is not None:
         return await handler(request)
     state: SandboxState = request.app[STATE]
+    if state.settings.latency:
+        await asyncio.sleep(state.settings.latency)
     new_api = is_new_api(path)
     kind = state.faults.pick()
     if kind is not None:

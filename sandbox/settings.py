@@ -35,6 +35,7 @@ class Settings:
     qps: int = 20
     fault_rate: float = 0.0
     fault_delay: float = 12.0
+    latency: float = 0.0  # seconds added to every API call: the network between a deployment and DingTalk
     token_ttl: int = 7200
     callback_url: str = "http://127.0.0.1:8000/dingtalk/callback"
     events: str = "auto"
@@ -79,6 +80,12 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         default=float(_env("SANDBOX_FAULT_DELAY", "12")),
         help="seconds a 'timeout' fault holds the response",
     )
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=float(_env("SANDBOX_LATENCY", "0")),
+        help="seconds every API call takes on the way (loopback answers in about a millisecond; DingTalk does not)",
+    )
     parser.add_argument("--token-ttl", type=int, default=int(_env("SANDBOX_TOKEN_TTL", "7200")))
     parser.add_argument("--callback-url", default=_env("WORKBENCH_CALLBACK_URL", default_callback))
     parser.add_argument("--events", choices=EVENT_MODES, default=_env("SANDBOX_EVENTS", "auto"))
@@ -91,6 +98,8 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
     args = parser.parse_args(argv)
     if not 0.0 <= args.fault_rate <= 1.0:
         parser.error("--fault-rate must be between 0 and 1")
+    if args.latency < 0:
+        parser.error("--latency must not be negative")
     if args.qps < 1:
         parser.error("--qps must be at least 1")
     if args.token_ttl < 1:
@@ -106,6 +115,7 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         qps=args.qps,
         fault_rate=args.fault_rate,
         fault_delay=args.fault_delay,
+        latency=args.latency,
         token_ttl=args.token_ttl,
         callback_url=args.callback_url,
         events=args.events,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -103,3 +104,20 @@ def test_faults_have_no_side_effects(flaky: SandboxProcess) -> None:
     assert len(stored) == outcomes["ok"]  # a faulted call never stored a message
     stats = flaky.admin("GET", "stats").json()["apis"]["/v1.0/robot/oToMessages/batchSend"]
     assert stats["faults"] == 40 - outcomes["ok"] and stats["accepted"] == outcomes["ok"]
+
+
+def test_latency_holds_every_api_call() -> None:
+    """`--latency` stands for the network to DingTalk, which loopback lacks: a lower bound, so no flaky timing."""
+    with SandboxProcess("--scale", "small", "--qps", "1000", "--latency", "0.25") as sandbox:
+        session = requests.Session()
+        started = time.monotonic()
+        token = session.get(f"{sandbox.url}/gettoken", params={"appkey": KEY, "appsecret": SECRET}).json()
+        reply = session.post(
+            f"{sandbox.url}/topapi/v2/department/get",
+            params={"access_token": token["access_token"]},
+            json={"dept_id": 1},
+        ).json()
+        assert reply["errcode"] == 0
+        assert time.monotonic() - started >= 0.5  # two calls, each held 0.25 s
+        stats = sandbox.admin("GET", "stats").json()["apis"]
+        assert stats["/topapi/v2/department/get"]["accepted"] == 1
