@@ -95,7 +95,7 @@ def child_ours(args: argparse.Namespace) -> dict[str, Any]:
 
     with app.app_context():
         started = time.perf_counter()
-        result = run_full_sync(detail=args.detail, progress=progress)
+        result = run_full_sync(detail=args.detail, progress=progress, workers=args.workers)
         wall = time.perf_counter() - started
     return {
         "wall_s": wall,
@@ -278,12 +278,12 @@ def item3(args: argparse.Namespace, out: list[str]) -> None:
         "### 3. Whole sync with the limit lifted: ours against the naive baseline, side by side",
         "",
         "Same sandbox, same database, one after the other; each in its own process (peak RSS is the sync's own).",
-        "Baseline = casdoor's syncer: serial, `listsub` BFS, `listsimple` pages, one `user/get` per person, one",
-        "INSERT + COMMIT per department, member and membership.",
+        "Ours: `run_full_sync`, 8 threads per API. Baseline = casdoor's syncer: serial, `listsub` BFS, `listsimple`",
+        "pages, one `user/get` per person, one INSERT + COMMIT per department, member and membership.",
         "",
-        "| scale | people | ours: wall | ours: calls | ours: apply | ours: peak RSS (< 500 MB) | baseline: wall "
-        "| baseline: calls | baseline: peak RSS | speed-up (≥ 10×) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| scale | network | people | ours: wall | ours: calls | ours: apply | ours: peak RSS (< 500 MB) "
+        "| baseline: wall | baseline: calls | baseline: peak RSS | speed-up (≥ 10×) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for scale in ("city", args.province_scale):
         with SandboxProcess("--scale", scale, "--seed", "1", "--qps", str(LIFTED)) as sandbox:
@@ -299,15 +299,33 @@ def item3(args: argparse.Namespace, out: list[str]) -> None:
             if base["capped"]
             else f"{base_wall:,.1f} s"
         )
-        row = (
-            f"| {scale} | {ours['members']:,} | {ours['wall_s']:,.1f} s | {ours['total_calls']:,} | "
-            f"{ours['apply_s']:,.1f} s | "
-            f"{ours['peak_rss_mb']:,.0f} MB | {note} | {sum(base['calls'].values()):,}"
-            f"{'+' if base['capped'] else ''} | {base['peak_rss_mb']:,.0f} MB | {base_wall / ours['wall_s']:,.1f}× |"
-        )
-        print(row, flush=True)
-        out.append(row)
+        base_calls = base["calls"]["listsub"] + base["calls"]["listsimple"] + base["people_total"]
+        out.append(_row(scale, "loopback", ours, note, base, base_wall))
+        print(out[-1], flush=True)
+        if not args.latency_ms:
+            continue
+        # The serial baseline waits out every call's latency one after another, so its wall time at a latency is
+        # its loopback time plus calls × latency; ours runs its calls side by side and is measured again.
+        latency = args.latency_ms / 1000
+        with SandboxProcess(
+            "--scale", scale, "--seed", "1", "--qps", str(LIFTED), "--latency", str(latency)
+        ) as sandbox:
+            slow = run_child("ours", sandbox, LIFTED, args, detail="units", workers=args.latency_workers)
+            print(f"{scale}: ours at {args.latency_ms:g} ms {slow}", file=sys.stderr, flush=True)
+        slow_base = base_wall + base_calls * latency
+        note = f"{slow_base:,.0f} s (loopback + {base_calls:,} calls × {args.latency_ms:g} ms)"
+        network = f"+{args.latency_ms:g} ms per call, ours {args.latency_workers} threads per API"
+        out.append(_row(scale, network, slow, note, base, slow_base))
+        print(out[-1], flush=True)
     out.append("")
+
+
+def _row(scale: str, network: str, ours: dict[str, Any], note: str, base: dict[str, Any], base_wall: float) -> str:
+    return (
+        f"| {scale} | {network} | {ours['members']:,} | {ours['wall_s']:,.1f} s | {ours['total_calls']:,} | "
+        f"{ours['apply_s']:,.1f} s | {ours['peak_rss_mb']:,.0f} MB | {note} | {sum(base['calls'].values()):,}"
+        f"{'+' if base['capped'] else ''} | {base['peak_rss_mb']:,.0f} MB | {base_wall / ours['wall_s']:,.1f}× |"
+    )
 
 
 def main() -> None:
@@ -315,6 +333,8 @@ def main() -> None:
     parser.add_argument("--items", default="1,2,3", help="which figures: 1 calls, 2 real limit, 3 lifted limit")
     parser.add_argument("--province-scale", default="province", help="scale of the big run in item 3")
     parser.add_argument("--baseline-cap", type=float, default=300, help="seconds the baseline may run at that scale")
+    parser.add_argument("--latency-ms", type=float, default=0, help="item 3: also run ours with this added per call")
+    parser.add_argument("--latency-workers", type=int, default=32, help="item 3: our threads per API at that latency")
     parser.add_argument("--database-url", default=os.environ.get("TEST_DATABASE_URL"))
     parser.add_argument("--redis-url", default=os.environ.get("TEST_REDIS_URL"))
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/BENCHMARKS.md alone")
@@ -322,6 +342,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--qps", type=int, default=20, help=argparse.SUPPRESS)
     parser.add_argument("--detail", default="units", help=argparse.SUPPRESS)
+    parser.add_argument("--workers", type=int, default=8, help=argparse.SUPPRESS)
     parser.add_argument("--cap", type=float, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
