@@ -2,10 +2,11 @@
 
 Breadth-first from dept 1: one `listsub` per department and `user/list` pages of 100 per department (plus
 `department/get` where its extra fields are needed), each API on its own thread pool so that the gateway's per-API
-limiter is the only brake. Results stream into staging (org_sync/staging.py) in batches; each batch commits the
-rows together with the checkpoint flags they complete (a department's children with its `listed` flag, a page's
-members with its cursor), so a run killed at any point resumes exactly from what is committed, without duplicates
-or losses. The live tables are not touched here (org_sync/diff.py does that once the walk is complete).
+limiter is the only brake. Results stream into staging (org_sync/staging.py) in batches, committed in order by one
+writer thread while the walk goes on; each batch commits the rows together with the checkpoint flags they complete
+(a department's children with its `listed` flag, a page's members with its cursor), so a run killed at any point
+resumes exactly from what is committed, without duplicates or losses. The live tables are not touched here
+(org_sync/diff.py does that once the walk is complete).
 """
 
 from __future__ import annotations
