@@ -98,8 +98,8 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
     args = parser.parse_args(argv)
     if not 0.0 <= args.fault_rate <= 1.0:
         parser.error("--fault-rate must be between 0 and 1")
-    if args.latency < 0:
-        parser.error("--latency must not be negative")
+    if not 0 <= args.latency <= 60:  # also refuses nan
+        parser.error("--latency must be between 0 and 60 seconds")
     if args.qps < 1:
         parser.error("--qps must be at least 1")
     if args.token_ttl < 1:

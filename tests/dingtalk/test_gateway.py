@@ -14,6 +14,7 @@ from typing import ClassVar
 from urllib.parse import urlsplit
 
 import pytest
+import urllib3
 from alibabacloud_dingtalk.robot_1_0 import models as robot_models
 
 from config.settings import DingTalkSettings, load_settings
@@ -28,7 +29,7 @@ from workbench.dingtalk.errors import (
     api_error,
     oapi_error,
 )
-from workbench.dingtalk.gateway import DingTalkGateway
+from workbench.dingtalk.gateway import DingTalkGateway, _pool
 
 TOKEN_API = "/v1.0/oauth2/accessToken"
 LIST_SUB = "/topapi/v2/department/listsub"
@@ -272,3 +273,12 @@ def test_throttling_becomes_successful_calls(faulty_sandbox: SandboxProcess) -> 
     assert all(reply["errcode"] == 0 for reply in replies)
     seen = faulty_sandbox.admin("GET", "stats").json()["apis"]["/topapi/v2/department/listsubid"]
     assert seen["throttled"] > 0 and seen["accepted"] == 80
+
+
+def test_oapi_goes_through_the_proxy_the_environment_names_unless_no_proxy_exempts_the_host(monkeypatch) -> None:
+    """Read once when the gateway is built, as `requests` read it on every call."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    proxied = _pool("https://oapi.dingtalk.com", 5.0)
+    assert isinstance(proxied, urllib3.ProxyManager) and proxied.proxy.host == "proxy.example"
+    assert not isinstance(_pool("http://127.0.0.1:8790", 5.0), urllib3.ProxyManager)
