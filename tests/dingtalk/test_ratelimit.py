@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +22,7 @@ from hypothesis import strategies as st
 from config.settings import load_settings
 from tests.support.sandbox import SandboxProcess
 from workbench.dingtalk.gateway import DingTalkGateway
-from workbench.dingtalk.ratelimit import WINDOW, RateLimiter, admit
+from workbench.dingtalk.ratelimit import LEASE_TTL, MAX_LEASE, WINDOW, RateLimiter, admit
 
 LIST_SUB = "/topapi/v2/department/listsub"
 BATCH_SEND = "/v1.0/robot/oToMessages/batchSend"
@@ -58,6 +59,42 @@ def test_slots_per_app_and_per_api(shared: bool, request: pytest.FixtureRequest)
     if shared:  # another process of the same app shares the budget; another app does not
         assert RateLimiter(redis, "app-a", 5).try_acquire("/fast") > 0
         assert RateLimiter(redis, "app-b", 5).try_acquire("/fast") == 0.0
+
+
+def _round_trips(redis: redis_lib.Redis) -> int:
+    """Scripts Redis has run so far (the limiter's one command per round trip)."""
+    return redis.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+
+
+@pytest.mark.redis
+def test_a_high_limit_is_leased_several_grants_per_round_trip(redis_client) -> None:
+    limiter = RateLimiter(redis_client, "app-a", 10_000)  # 1% of the limit is 100: leases of MAX_LEASE
+    before = _round_trips(redis_client)
+    assert [limiter.try_acquire("/fast") for _ in range(10 * MAX_LEASE)] == [0.0] * (10 * MAX_LEASE)
+    trips = _round_trips(redis_client) - before
+    assert trips < 10 * MAX_LEASE / 4  # 10 when no lease lapses; one round trip per call without leases
+    logged = redis_client.zcard("dingtalk:ratelimit:app-a:/fast")
+    assert 10 * MAX_LEASE <= logged <= trips * MAX_LEASE  # every grant used was logged first
+
+
+@pytest.mark.redis
+def test_leases_never_take_more_than_the_limit(redis_client) -> None:
+    limiters = [RateLimiter(redis_client, "app-a", 300) for _ in range(2)]  # two processes, leases of 3
+    used = sum(limiter.try_acquire("/fast") == 0 for _ in range(400) for limiter in limiters)
+    assert redis_client.zcard("dingtalk:ratelimit:app-a:/fast") == 300
+    assert used <= 300  # fewer only if a lease lapsed unused
+    assert all(0 < limiter.try_acquire("/fast") <= WINDOW for limiter in limiters)
+
+
+@pytest.mark.redis
+def test_a_lease_not_used_in_time_is_dropped(redis_client) -> None:
+    limiter = RateLimiter(redis_client, "app-a", 10_000)
+    assert limiter.try_acquire("/fast") == 0.0  # leases MAX_LEASE grants and uses one
+    time.sleep(LEASE_TTL * 2)
+    before = _round_trips(redis_client)
+    assert limiter.try_acquire("/fast") == 0.0
+    assert _round_trips(redis_client) == before + 1  # the lapsed grants were not used
+    assert redis_client.zcard("dingtalk:ratelimit:app-a:/fast") == 2 * MAX_LEASE
 
 
 @pytest.fixture(scope="module")
