@@ -68,33 +68,40 @@ def _round_trips(redis: redis_lib.Redis) -> int:
 
 @pytest.mark.redis
 def test_a_high_limit_is_leased_several_grants_per_round_trip(redis_client) -> None:
-    limiter = RateLimiter(redis_client, "app-a", 10_000)  # 1% of the limit is 100: leases of MAX_LEASE
+    limiter = RateLimiter(redis_client, "app-a", 10_000)  # 1% of the limit is 100: leases grow to MAX_LEASE
     before = _round_trips(redis_client)
     assert [limiter.try_acquire("/fast") for _ in range(10 * MAX_LEASE)] == [0.0] * (10 * MAX_LEASE)
     trips = _round_trips(redis_client) - before
-    assert trips < 10 * MAX_LEASE / 4  # 10 when no lease lapses; one round trip per call without leases
+    assert trips < 10 * MAX_LEASE / 4  # about 14 (leases of 2, 4, … 32); one round trip per call without leases
     logged = redis_client.zcard("dingtalk:ratelimit:app-a:/fast")
     assert 10 * MAX_LEASE <= logged <= trips * MAX_LEASE  # every grant used was logged first
 
 
 @pytest.mark.redis
-def test_leases_never_take_more_than_the_limit(redis_client) -> None:
-    limiters = [RateLimiter(redis_client, "app-a", 300) for _ in range(2)]  # two processes, leases of 3
-    used = sum(limiter.try_acquire("/fast") == 0 for _ in range(400) for limiter in limiters)
-    assert redis_client.zcard("dingtalk:ratelimit:app-a:/fast") == 300
-    assert used <= 300  # fewer only if a lease lapsed unused
-    assert all(0 < limiter.try_acquire("/fast") <= WINDOW for limiter in limiters)
+def test_leased_grants_are_logged_at_the_latest_time_their_calls_may_start(redis_client) -> None:
+    assert RateLimiter(redis_client, "app-a", 20).try_acquire("/fast") == 0.0  # 20/s: one grant, scored now
+    assert RateLimiter(redis_client, "app-a", 10_000).try_acquire("/fast") == 0.0  # a lease of two
+    (_, single), (_, leased), (_, other) = redis_client.zrange("dingtalk:ratelimit:app-a:/fast", 0, -1, withscores=True)
+    assert leased == other and leased - single >= LEASE_TTL * 1e6  # µs: scored TTL ahead, though asked just after
 
 
 @pytest.mark.redis
-def test_a_lease_not_used_in_time_is_dropped(redis_client) -> None:
+def test_leases_never_take_more_than_the_limit(redis_client) -> None:
+    limiters = [RateLimiter(redis_client, "app-a", 300) for _ in range(2)]  # two processes, leases up to 3
+    used = sum(limiter.try_acquire("/fast") == 0 for _ in range(400) for limiter in limiters)
+    assert redis_client.zcard("dingtalk:ratelimit:app-a:/fast") == 300
+    assert used <= 300  # fewer only if a lease lapsed unused
+    assert all(0 < limiter.try_acquire("/fast") <= WINDOW + LEASE_TTL for limiter in limiters)
+
+
+@pytest.mark.redis
+def test_a_slow_caller_does_not_log_grants_it_never_uses(redis_client) -> None:
     limiter = RateLimiter(redis_client, "app-a", 10_000)
-    assert limiter.try_acquire("/fast") == 0.0  # leases MAX_LEASE grants and uses one
-    time.sleep(LEASE_TTL * 2)
-    before = _round_trips(redis_client)
-    assert limiter.try_acquire("/fast") == 0.0
-    assert _round_trips(redis_client) == before + 1  # the lapsed grants were not used
-    assert redis_client.zcard("dingtalk:ratelimit:app-a:/fast") == 2 * MAX_LEASE
+    for _ in range(6):
+        assert limiter.try_acquire("/fast") == 0.0
+        time.sleep(LEASE_TTL * 1.5)  # every lease lapses before the next call
+    # The lease shrinks to what was used when one lapses: at most one unused grant per call, not MAX_LEASE - 1.
+    assert redis_client.zcard("dingtalk:ratelimit:app-a:/fast") <= 2 * 6
 
 
 @pytest.fixture(scope="module")

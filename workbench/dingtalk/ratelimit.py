@@ -13,10 +13,11 @@ loopback under load and a typical mainland RTT variation, and costs 1 - 1/1.04 �
 0.96 of qps, above the 0.95 target).
 
 Where an API's limit is high (≥ 200/s: never DingTalk's standard 20/s, but a lifted or negotiated one), one Redis
-round trip per call became a fifth of a full sync's CPU. There a process leases a few grants per round trip (1% of
-the limit, at most `MAX_LEASE`), logged at the time of the lease, and uses them within `LEASE_TTL` or drops them.
-A leased call therefore starts at most `LEASE_TTL` after its logged time, so any window of `WINDOW - LEASE_TTL`
-(1.02 s, still above DingTalk's 1 s) holds at most `qps` calls; dropped grants only leave budget unused.
+round trip per call became a fifth of a full sync's CPU. There a process leases several grants per round trip and
+uses them within `LEASE_TTL` or drops them. The lease is logged at the latest time its calls may start (now +
+`LEASE_TTL`), so the guarantee above holds as it stands; its grants only hold the budget `LEASE_TTL` longer. A
+lease is at most 1% of the limit and `MAX_LEASE`, and follows demand: it doubles when a lease was used up and
+shrinks to what was used when one lapsed, so a process calling slowly does not log grants it never uses.
 """
 
 from __future__ import annotations
@@ -27,17 +28,19 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import redis as redis_lib
 
 WINDOW = 1.04  # seconds: DingTalk's 1 s window plus the 40 ms guard explained above
 _MIN_SLEEP = 0.001
-LEASE_SHARE = 0.01  # of an API's limit, leased per Redis round trip (1 below 200/s: no lease)
+LEASE_SHARE = 0.01  # of an API's limit, the most one lease may take (below 200/s: 1, no lease)
 MAX_LEASE = 32
-LEASE_TTL = 0.02  # seconds a leased grant may wait for its call (taken from the 40 ms guard)
+LEASE_TTL = 0.05  # seconds a leased grant may wait for its call
 
-# KEYS[1] the API's log; ARGV: limit, window (µs), a unique member prefix, grants wanted. Returns the number of
-# grants logged (1 to wanted), or minus the µs to wait when there is none free.
+# KEYS[1] the API's log; ARGV: limit, window (µs), a unique member prefix, grants wanted, their TTL (µs). Returns
+# the number of grants logged (1 to wanted), or minus the µs to wait when there is none free. Several grants are
+# scored at now + TTL, the latest time their calls may start.
 _SLIDING_LOG = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -47,18 +50,30 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local free = limit - redis.call('ZCARD', KEYS[1])
 if free > 0 then
   local n = math.min(tonumber(ARGV[4]), free)
+  local at = now
+  if n > 1 then at = now + tonumber(ARGV[5]) end
   local members = {}
   for i = 1, n do
-    members[2 * i - 1] = now
+    members[2 * i - 1] = at
     members[2 * i] = ARGV[3] .. '.' .. i
   end
   redis.call('ZADD', KEYS[1], unpack(members))
-  redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000) + 1000)
+  redis.call('PEXPIRE', KEYS[1], math.ceil((window + tonumber(ARGV[5])) / 1000) + 1000)
   return n
 end
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 return -math.max(1, tonumber(oldest[2]) + window - now)
 """
+
+
+@dataclass
+class _Lease:
+    """Grants taken from Redis ahead of their calls, by one process for one API."""
+
+    left: int = 0
+    lapses: float = 0.0  # monotonic time after which the grants left are dropped
+    size: int = 1  # grants to ask for next time
+    used: int = 0  # of the current lease
 
 
 def admit(log: deque[float], now: float, limit: int, window: float = WINDOW) -> float:
@@ -92,7 +107,7 @@ class RateLimiter:
         self._per_api = dict(per_api or {})
         self._script = redis.register_script(_SLIDING_LOG) if redis is not None else None
         self._logs: dict[str, deque[float]] = {}
-        self._leases: dict[str, list[float]] = {}  # api -> [grants left, monotonic time they lapse]
+        self._leases: dict[str, _Lease] = {}
         self._lock = threading.Lock()
         # Grants must be distinct members of the sorted set across processes: this limiter's id plus a count.
         self._grant_prefix = uuid.uuid4().hex + ":"
@@ -109,29 +124,34 @@ class RateLimiter:
             with self._lock:
                 log = self._logs.setdefault(api, deque())
                 return admit(log, time.monotonic(), limit)
+        cap = max(1, min(MAX_LEASE, int(limit * LEASE_SHARE)))
         with self._lock:
-            lease = self._leases.get(api)
-            if lease is not None and lease[0] > 0 and time.monotonic() < lease[1]:
-                lease[0] -= 1
+            lease = self._leases.setdefault(api, _Lease())
+            now = time.monotonic()
+            if lease.left > 0 and now < lease.lapses:
+                lease.left -= 1
+                lease.used += 1
                 return 0.0
-        wanted = max(1, min(MAX_LEASE, int(limit * LEASE_SHARE)))
-        asked = time.monotonic()  # Redis logs the grants after this, so a lease counted from here never runs late
+            # The last lease was used up (ask for more) or lapsed with grants left (ask for what was used).
+            lease.size = min(cap, lease.size * 2 if lease.left == 0 else max(1, lease.used))
+            wanted = lease.size
+        asked = time.monotonic()  # Redis scores the grants after this, so lapsing from here is never late
         granted = int(
             self._script(
                 keys=[self._prefix + api],
-                args=[limit, int(WINDOW * 1e6), f"{self._grant_prefix}{next(self._grants)}", wanted],
+                args=[
+                    limit,
+                    int(WINDOW * 1e6),
+                    f"{self._grant_prefix}{next(self._grants)}",
+                    wanted,
+                    int(LEASE_TTL * 1e6),
+                ],
             )
         )
         if granted < 0:
             return -granted / 1e6
-        if granted > 1:
-            lapses = asked + LEASE_TTL
-            with self._lock:
-                lease = self._leases.get(api)
-                if lease is not None and lease[0] > 0 and time.monotonic() < lease[1]:
-                    lease[0] += granted - 1  # keeps the older (earlier) lapse: never late for the new ones
-                else:
-                    self._leases[api] = [granted - 1, lapses]
+        with self._lock:
+            lease.left, lease.lapses, lease.used = granted - 1, asked + LEASE_TTL, 1
         return 0.0
 
     def acquire(self, api: str) -> None:
